@@ -1,0 +1,64 @@
+//! Builds the eBPF programs (crate `cnet-ebpf`) for bpfel-unknown-none with
+//! aya-build and leaves the object in OUT_DIR, from where `attach.rs` embeds
+//! it: the `cnet` binary is self-contained.
+use std::process::Command;
+
+fn main() {
+    if let Err(e) = build() {
+        // Plain message, no backtrace: this is what the user has to read.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn build() -> anyhow::Result<()> {
+    add_cargo_bin_to_path();
+    check_toolchain()?;
+    let ebpf = aya_build::Package {
+        name: "cnet-ebpf",
+        root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../cnet-ebpf"),
+        ..Default::default()
+    };
+    aya_build::build_ebpf([ebpf], aya_build::Toolchain::Nightly)
+}
+
+/// `cargo install` puts bpf-linker into $CARGO_HOME/bin, which is not always
+/// on PATH (CI shells, sudo). aya-build finds it through PATH.
+fn add_cargo_bin_to_path() {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(bin) = home.map(|h| h.join("bin")) else { return };
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|p| p == bin) {
+        return;
+    }
+    let joined = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path))).expect("PATH");
+    // SAFETY: the build script is single-threaded at this point.
+    unsafe { std::env::set_var("PATH", joined) };
+}
+
+/// Fails early, with the command that fixes it, when a piece of the eBPF
+/// toolchain is missing (aya-build's own errors are much less direct).
+fn check_toolchain() -> anyhow::Result<()> {
+    const FIX: &str = "run `cargo xtask setup` (installs nightly + rust-src and bpf-linker)";
+    println!("cargo:rerun-if-env-changed=PATH");
+    let linker_ok = Command::new("rustup").args(["run", "nightly", "bpf-linker", "--version"]).output().is_ok_and(|o| o.status.success());
+    if !linker_ok {
+        anyhow::bail!("bpf-linker is not on PATH; {FIX}");
+    }
+    let sysroot = Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let Some(sysroot) = sysroot else {
+        anyhow::bail!("the nightly Rust toolchain is not installed; {FIX}");
+    };
+    let src = std::path::Path::new(&sysroot).join("lib/rustlib/src/rust/library/core");
+    if !src.exists() {
+        anyhow::bail!("the nightly toolchain has no rust-src component; {FIX}");
+    }
+    Ok(())
+}

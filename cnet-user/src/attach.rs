@@ -1,0 +1,314 @@
+//! Loading cnet's eBPF object and attaching its tc programs to interfaces.
+//!
+//! TCX links (Linux 6.6+) are preferred: they are owned by cnet's file
+//! descriptors, so the kernel detaches them when cnet dies, even by SIGKILL.
+//! The clsact + cls_bpf fallback leaves filters behind when cnet is killed;
+//! cnet marks its filters with its PID as the filter handle and removes
+//! filters of dead cnet processes the next time it attaches to an interface.
+
+use std::collections::HashMap;
+use std::io;
+
+use aya::maps::{Array, MapData, PerCpuHashMap, PerCpuValues, RingBuf};
+use aya::programs::links::LinkOrder;
+use aya::programs::tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions, TcAttachType, TcHandle};
+use aya::programs::SchedClassifier;
+use aya::{Ebpf, EbpfLoader};
+use cnet_common::{names, Config, CounterKey, Counters, Hook, MAX_SNAPLEN};
+
+use crate::netlink::{Netlink, CLSACT_EGRESS, CLSACT_INGRESS};
+use crate::resolve::Endpoint;
+
+/// The eBPF object built from `cnet-ebpf` by the build script.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/cnet"));
+
+/// How programs are attached to tc hooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    /// TCX when the kernel has it, otherwise clsact.
+    Auto,
+    /// TCX links (Linux 6.6+).
+    Tcx,
+    /// clsact qdisc + cls_bpf filters (any kernel with tc BPF).
+    Clsact,
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub snaplen: u32,
+    /// Ring buffer size in bytes; rounded up to a power of two.
+    pub ring_bytes: u32,
+    pub ebpf_log: bool,
+    pub mode: AttachMode,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("cannot load the eBPF programs: {0}")]
+    Load(String),
+    #[error("cannot attach to {ifname} ({hook}) with {mode}: {reason}")]
+    Attach { ifname: String, hook: &'static str, mode: &'static str, reason: String },
+    #[error("{0}")]
+    Map(String),
+}
+
+struct Hooked {
+    ifname: String,
+    links: Vec<(Hook, SchedClassifierLinkId)>,
+    created_clsact: bool,
+}
+
+/// A loaded eBPF object and the interfaces it is attached to. Dropping it
+/// detaches every program.
+pub struct Capture {
+    ebpf: Ebpf,
+    tcx: bool,
+    hooked: HashMap<u32, Hooked>,
+    nr_cpus: usize,
+}
+
+fn prog_name(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Ingress => names::PROG_INGRESS,
+        Hook::Egress => names::PROG_EGRESS,
+    }
+}
+
+fn hook_str(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Ingress => "ingress",
+        Hook::Egress => "egress",
+    }
+}
+
+impl Capture {
+    pub fn load(opts: &LoadOptions) -> Result<Self, AttachError> {
+        let ring_bytes = opts.ring_bytes.clamp(4096, 1 << 30).next_power_of_two();
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(names::RING, ring_bytes)
+            .load(EBPF_OBJECT)
+            .map_err(|e| AttachError::Load(error_chain(&e)))?;
+        for hook in Hook::ALL {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(prog_name(hook))
+                .ok_or_else(|| AttachError::Load(format!("program {} missing from the object", prog_name(hook))))?
+                .try_into()
+                .map_err(|e| AttachError::Load(error_chain(&e)))?;
+            prog.load().map_err(|e| AttachError::Load(error_chain(&e)))?;
+        }
+        let config = Config { snaplen: opts.snaplen.clamp(1, MAX_SNAPLEN), log: opts.ebpf_log as u32 };
+        let mut cfg: Array<_, Config> = Array::try_from(ebpf.map_mut(names::CONFIG).expect("config map"))
+            .map_err(|e| AttachError::Map(error_chain(&e)))?;
+        cfg.set(0, config, 0).map_err(|e| AttachError::Map(error_chain(&e)))?;
+        let tcx = match opts.mode {
+            AttachMode::Tcx => true,
+            AttachMode::Clsact => false,
+            AttachMode::Auto => aya::util::KernelVersion::current()
+                .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0)),
+        };
+        let nr_cpus = aya::util::nr_cpus().map_err(|(what, e)| AttachError::Map(format!("{what}: {e}")))?;
+        Ok(Capture { ebpf, tcx, hooked: HashMap::new(), nr_cpus })
+    }
+
+    /// `tcx` or `clsact`.
+    pub fn mode_name(&self) -> &'static str {
+        if self.tcx { "tcx" } else { "clsact" }
+    }
+
+    /// The packet ring buffer; call once.
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, AttachError> {
+        let map = self.ebpf.take_map(names::RING).ok_or_else(|| AttachError::Map("ring buffer already taken".into()))?;
+        RingBuf::try_from(map).map_err(|e| AttachError::Map(error_chain(&e)))
+    }
+
+    /// Starts forwarding aya-log records from the kernel side to `log`.
+    pub fn take_logger(&mut self) -> Result<aya_log::EbpfLogger<&'static dyn log::Log>, AttachError> {
+        aya_log::EbpfLogger::init(&mut self.ebpf).map_err(|e| AttachError::Map(error_chain(&e)))
+    }
+
+    fn zero_counters(&self) -> Result<PerCpuValues<Counters>, AttachError> {
+        PerCpuValues::try_from(vec![Counters::default(); self.nr_cpus]).map_err(|e| AttachError::Map(e.to_string()))
+    }
+
+    fn counters_map(&mut self) -> Result<PerCpuHashMap<&mut MapData, CounterKey, Counters>, AttachError> {
+        PerCpuHashMap::try_from(self.ebpf.map_mut(names::COUNTERS).expect("counters map"))
+            .map_err(|e| AttachError::Map(error_chain(&e)))
+    }
+
+    /// Hooks both directions of `ep`. Idempotent per interface.
+    pub fn attach(&mut self, ep: &Endpoint) -> Result<(), AttachError> {
+        if self.hooked.contains_key(&ep.ifindex) {
+            return Ok(());
+        }
+        // Enable the interface in the counters map first: the programs ignore
+        // interfaces without a key, so no packet is counted half-attached.
+        {
+            let zeros = [self.zero_counters()?, self.zero_counters()?];
+            let mut counters = self.counters_map()?;
+            for (hook, zero) in Hook::ALL.into_iter().zip(zeros) {
+                counters
+                    .insert(CounterKey { ifindex: ep.ifindex, hook: hook as u32 }, zero, 0)
+                    .map_err(|e| AttachError::Map(error_chain(&e)))?;
+            }
+        }
+        let mut hooked = Hooked { ifname: ep.ifname.clone(), links: Vec::new(), created_clsact: false };
+        let result = self.attach_hooks(ep, &mut hooked);
+        // Record what did get attached even on error, so Drop detaches it.
+        self.hooked.insert(ep.ifindex, hooked);
+        if result.is_err() {
+            let _ = self.detach(ep.ifindex);
+        }
+        result
+    }
+
+    fn attach_hooks(&mut self, ep: &Endpoint, hooked: &mut Hooked) -> Result<(), AttachError> {
+        let mode = self.mode_name();
+        let fail = |hook: Hook, reason: String| AttachError::Attach {
+            ifname: ep.ifname.clone(),
+            hook: hook_str(hook),
+            mode,
+            reason,
+        };
+        if !self.tcx {
+            let mut nl = Netlink::open().map_err(|e| fail(Hook::Ingress, e.to_string()))?;
+            remove_stale_filters(&mut nl, ep).map_err(|e| fail(Hook::Ingress, format!("removing stale filters: {e}")))?;
+            let has = nl.has_clsact(ep.ifindex).map_err(|e| fail(Hook::Ingress, e.to_string()))?;
+            if !has {
+                tc::qdisc_add_clsact(&ep.ifname).map_err(|e| fail(Hook::Ingress, error_chain(&e)))?;
+                hooked.created_clsact = true;
+            }
+        }
+        for hook in Hook::ALL {
+            let prog: &mut SchedClassifier =
+                self.ebpf.program_mut(prog_name(hook)).expect("program").try_into().expect("classifier");
+            let attach_type = match hook {
+                Hook::Ingress => TcAttachType::Ingress,
+                Hook::Egress => TcAttachType::Egress,
+            };
+            let options = if self.tcx {
+                TcAttachOptions::TcxOrder(LinkOrder::last())
+            } else {
+                // The filter handle carries our PID so a later cnet can tell
+                // our filters from those of a cnet that was killed.
+                TcAttachOptions::Netlink(NlOptions {
+                    priority: 0,
+                    handle: TcHandle::from(std::process::id()),
+                    classid: None,
+                })
+            };
+            let id = prog
+                .attach_with_options(&ep.ifname, attach_type, options)
+                .map_err(|e| fail(hook, error_chain(&e)))?;
+            hooked.links.push((hook, id));
+        }
+        Ok(())
+    }
+
+    /// Detaches both programs from `ifindex`.
+    pub fn detach(&mut self, ifindex: u32) -> Result<(), AttachError> {
+        let Some(hooked) = self.hooked.remove(&ifindex) else { return Ok(()) };
+        let mut first_err = None;
+        for (hook, id) in hooked.links {
+            let prog: &mut SchedClassifier =
+                self.ebpf.program_mut(prog_name(hook)).expect("program").try_into().expect("classifier");
+            if let Err(e) = prog.detach(id) {
+                // The interface may be gone already (container stopped),
+                // which took the hook with it.
+                if std::path::Path::new("/sys/class/net").join(&hooked.ifname).exists() {
+                    first_err.get_or_insert(AttachError::Map(format!(
+                        "detaching from {} ({}): {}",
+                        hooked.ifname,
+                        hook_str(hook),
+                        error_chain(&e)
+                    )));
+                }
+            }
+        }
+        if hooked.created_clsact {
+            if let Ok(mut nl) = Netlink::open() {
+                let empty = [CLSACT_INGRESS, CLSACT_EGRESS]
+                    .iter()
+                    .all(|p| nl.bpf_filters(ifindex, *p).map(|f| f.is_empty()).unwrap_or(false));
+                if empty {
+                    let _ = nl.delete_clsact(ifindex);
+                }
+            }
+        }
+        // The counter keys stay: the final statistics are read after detaching.
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Counters of every hooked interface, summed over CPUs.
+    pub fn counters(&mut self) -> Result<HashMap<(u32, Hook), Counters>, AttachError> {
+        let map = self.counters_map()?;
+        let mut out = HashMap::new();
+        for item in map.iter() {
+            let (key, values) = item.map_err(|e| AttachError::Map(error_chain(&e)))?;
+            let Some(hook) = Hook::from_u8(key.hook as u8) else { continue };
+            let mut sum = Counters::default();
+            for v in values.iter() {
+                sum.add(v);
+            }
+            out.insert((key.ifindex, hook), sum);
+        }
+        Ok(out)
+    }
+
+    pub fn detach_all(&mut self) -> Result<(), AttachError> {
+        let ifindexes: Vec<u32> = self.hooked.keys().copied().collect();
+        let mut first_err = None;
+        for i in ifindexes {
+            if let Err(e) = self.detach(i) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.detach_all();
+    }
+}
+
+/// Removes cls_bpf filters named like cnet's programs whose owner (the PID
+/// in the filter handle) is no longer a running cnet.
+fn remove_stale_filters(nl: &mut Netlink, ep: &Endpoint) -> io::Result<()> {
+    for parent in [CLSACT_INGRESS, CLSACT_EGRESS] {
+        for f in nl.bpf_filters(ep.ifindex, parent)? {
+            if f.name != names::PROG_INGRESS && f.name != names::PROG_EGRESS {
+                continue;
+            }
+            if is_live_cnet(f.handle) {
+                continue;
+            }
+            nl.delete_filter(ep.ifindex, parent, &f)?;
+            log::warn!(
+                "removed a stale cnet filter from {} (left by PID {}, which is gone)",
+                ep.ifname,
+                f.handle
+            );
+        }
+    }
+    Ok(())
+}
+
+fn is_live_cnet(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "cnet")
+}
+
+/// `Display` of an error and its sources on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        src = cause.source();
+    }
+    s
+}

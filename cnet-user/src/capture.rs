@@ -1,0 +1,337 @@
+//! `cnet capture`: resolve targets → attach hooks → collect records → sinks.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use cnet_common::{Counters, Hook, MAX_SNAPLEN};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::attach::{AttachMode, Capture, LoadOptions};
+use crate::collect::{self, Clock};
+use crate::resolve::{self, Endpoint, Target};
+use crate::sinks::pcapng::PcapngSink;
+use crate::sinks::print::Printer;
+use crate::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
+use crate::privileges;
+
+/// Where packets go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// One line per packet on stdout.
+    Print,
+    /// pcapng to a file.
+    File(PathBuf),
+    /// pcapng to stdout (`-w -`).
+    Stdout,
+}
+
+#[derive(Clone, Debug)]
+pub struct CaptureOptions {
+    pub targets: Vec<Target>,
+    pub output: Output,
+    pub count: Option<u64>,
+    pub snaplen: u32,
+    pub buffer_kib: u32,
+    pub duration: Option<Duration>,
+    pub attach: AttachMode,
+    pub ebpf_log: bool,
+    /// Suppress the "capturing on" and status lines (the summary stays).
+    pub quiet: bool,
+}
+
+/// What a finished capture reports.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub captured: u64,
+    pub received_by_filter: u64,
+    pub dropped_by_kernel: u64,
+    pub interfaces: Vec<(String, IfaceStats)>,
+}
+
+/// Records read per wakeup before other work (flush, signals) gets a turn.
+const BATCH: usize = 8192;
+/// Longest time a packet may sit in cnet's buffer before reaching the file.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+
+pub async fn run(opts: CaptureOptions) -> Result<Summary> {
+    if opts.targets.is_empty() {
+        bail!("nothing to capture: name a target with -i IFACE, --netns NAME|PATH or --pid PID");
+    }
+    let enters_netns = opts.targets.iter().any(|t| !matches!(t, Target::Interface(_)));
+    privileges::check(enters_netns)?;
+    let endpoints = resolve::resolve_all(&opts.targets)?;
+    let snaplen = if opts.snaplen == 0 { MAX_SNAPLEN } else { opts.snaplen.min(MAX_SNAPLEN) };
+
+    // Open the output before attaching anything: a bad path must leave
+    // nothing behind.
+    let os = os_description();
+    let (mut sink, live): (Box<dyn Sink>, bool) = match &opts.output {
+        Output::Print => (Box::new(Printer::new(io::BufWriter::new(io::stdout()))), true),
+        Output::Stdout => {
+            let w = io::BufWriter::with_capacity(1 << 16, io::stdout());
+            (Box::new(PcapngSink::new(w, &os)?), true)
+        }
+        Output::File(path) => {
+            let f = File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+            let w = io::BufWriter::with_capacity(1 << 20, f);
+            (Box::new(PcapngSink::new(w, &os).with_context(|| format!("cannot write {}", path.display()))?), false)
+        }
+    };
+
+    let mut capture = Capture::load(&LoadOptions {
+        snaplen,
+        ring_bytes: opts.buffer_kib.saturating_mul(1024),
+        ebpf_log: opts.ebpf_log,
+        mode: opts.attach,
+    })?;
+    let ring = capture.take_ring()?;
+    let mut logger = if opts.ebpf_log { Some(register(capture.take_logger()?)?) } else { None };
+
+    let mut ifaces: Vec<Iface> = Vec::new();
+    let mut by_ifindex: HashMap<u32, usize> = HashMap::new();
+    for ep in &endpoints {
+        capture.attach(ep)?;
+        let iface = Iface::new(ifaces.len() as u32, ep.clone(), snaplen);
+        sink.add_interface(&iface)?;
+        by_ifindex.insert(ep.ifindex, ifaces.len());
+        ifaces.push(iface);
+    }
+    if !opts.quiet {
+        let names: Vec<String> = ifaces.iter().map(|i| describe(&i.endpoint)).collect();
+        eprintln!(
+            "cnet: capturing on {} ({}, snaplen {snaplen} bytes)",
+            names.join(", "),
+            capture.mode_name()
+        );
+    }
+
+    let clock = Clock::new();
+    let start_ns = Clock::now_wall_ns();
+    let mut dispatch = Dispatch {
+        ifaces: &ifaces,
+        by_ifindex: &by_ifindex,
+        clock,
+        delivered: vec![0u64; ifaces.len()],
+        captured: 0,
+        limit: opts.count.unwrap_or(u64::MAX),
+        bad_records: 0,
+    };
+    let status_line = !opts.quiet && matches!(opts.output, Output::File(_)) && io::stderr().is_terminal();
+
+    let mut ring = register(ring)?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let deadline = tokio::time::sleep(opts.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+    tokio::pin!(deadline);
+    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    let mut status_due = std::time::Instant::now();
+    let mut write_error: Option<io::Error> = None;
+
+    'outer: loop {
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = sighup.recv() => break,
+            _ = &mut deadline => break,
+            r = ring.readable_mut() => {
+                let mut guard = r?;
+                let rb = guard.get_inner_mut();
+                let (n, more, err) = dispatch.drain(rb, &mut *sink);
+                if n < BATCH {
+                    guard.clear_ready();
+                }
+                if let Some(e) = err { write_error = Some(e); break 'outer; }
+                if live { if let Err(e) = sink.flush() { write_error = Some(e); break 'outer; } }
+                if !more { break 'outer; }
+            }
+            _ = tick.tick() => {
+                if let Err(e) = sink.flush() { write_error = Some(e); break 'outer; }
+                if status_line && status_due.elapsed() >= Duration::from_secs(1) {
+                    status_due = std::time::Instant::now();
+                    let c = capture.counters().unwrap_or_default();
+                    let lost: u64 = c.values().map(|v| v.lost).sum();
+                    eprint!("\r\x1b[Kcnet: {} packets written, {lost} dropped", dispatch.captured);
+                }
+            }
+            Some(l) = async { match logger.as_mut() { Some(l) => Some(l.readable_mut().await), None => None } } => {
+                if let Ok(mut g) = l { g.get_inner_mut().flush(); g.clear_ready(); }
+            }
+        }
+    }
+    if status_line {
+        eprint!("\r\x1b[K");
+    }
+
+    // Stop the hooks, then take what is still in the ring, so the counters
+    // read afterwards match what was delivered.
+    let detach_result = capture.detach_all();
+    if write_error.is_none() && dispatch.captured < dispatch.limit {
+        let rb = ring.get_mut();
+        loop {
+            let (n, more, err) = dispatch.drain(rb, &mut *sink);
+            if let Some(e) = err { write_error = Some(e); break; }
+            if n < BATCH || !more { break; }
+        }
+    }
+    let counters = capture.counters().unwrap_or_default();
+    drop(capture);
+    detach_result?;
+
+    let end_ns = Clock::now_wall_ns();
+    let mut summary = Summary { captured: dispatch.captured, ..Default::default() };
+    let mut stats = Vec::with_capacity(ifaces.len());
+    for (i, iface) in ifaces.iter().enumerate() {
+        let mut k = Counters::default();
+        for hook in Hook::ALL {
+            if let Some(c) = counters.get(&(iface.endpoint.ifindex, hook)) {
+                k.add(c);
+            }
+        }
+        summary.received_by_filter += k.matched;
+        summary.dropped_by_kernel += k.lost;
+        let s = IfaceStats { kernel: k, delivered: dispatch.delivered[i], start_ns, end_ns };
+        summary.interfaces.push((describe(&iface.endpoint), s.clone()));
+        stats.push(s);
+    }
+    match write_error {
+        None => {
+            if let Err(e) = sink.finish(&stats) {
+                if e.kind() != io::ErrorKind::BrokenPipe {
+                    return Err(e).context(output_context(&opts.output));
+                }
+            }
+        }
+        // The reader of a pipe went away: a normal way for a live capture to end.
+        Some(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        Some(e) => {
+            let _ = sink.flush();
+            print_summary(&summary);
+            return Err(e).context(output_context(&opts.output));
+        }
+    }
+    if dispatch.bad_records > 0 {
+        log::warn!("{} malformed ring-buffer records were skipped", dispatch.bad_records);
+    }
+    Ok(summary)
+}
+
+/// Turns ring-buffer records into labeled packets for the sink.
+struct Dispatch<'a> {
+    ifaces: &'a [Iface],
+    by_ifindex: &'a HashMap<u32, usize>,
+    clock: Clock,
+    delivered: Vec<u64>,
+    captured: u64,
+    limit: u64,
+    bad_records: u64,
+}
+
+impl Dispatch<'_> {
+    /// Handles one record; returns false once the packet limit is reached.
+    fn record(&mut self, bytes: &[u8], sink: &mut dyn Sink) -> io::Result<bool> {
+        if self.captured >= self.limit {
+            return Ok(false);
+        }
+        let rec = match collect::parse_record(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                self.bad_records += 1;
+                if self.bad_records == 1 {
+                    log::warn!("skipping malformed ring-buffer record: {e}");
+                }
+                return Ok(true);
+            }
+        };
+        let Some(&idx) = self.by_ifindex.get(&rec.header.ifindex) else { return Ok(true) };
+        let iface = &self.ifaces[idx];
+        let hook = Hook::from_u8(rec.header.hook).unwrap_or(Hook::Ingress);
+        let pkt = Packet {
+            ts_ns: self.clock.wall_ns(rec.header.ts_ns),
+            dir: Direction::from_hook(hook, iface.endpoint.peer_view),
+            orig_len: rec.header.orig_len,
+            data: rec.data,
+        };
+        sink.packet(iface, &pkt)?;
+        self.delivered[idx] += 1;
+        self.captured += 1;
+        Ok(self.captured < self.limit)
+    }
+
+    /// Reads up to BATCH records: (records read, whether to go on, write error).
+    fn drain<R>(&mut self, ring: &mut aya::maps::RingBuf<R>, sink: &mut dyn Sink) -> (usize, bool, Option<io::Error>)
+    where
+        R: std::borrow::Borrow<aya::maps::MapData>,
+    {
+        let mut more = true;
+        let mut err = None;
+        let n = collect::drain(ring, BATCH, |bytes| {
+            if !more || err.is_some() {
+                return;
+            }
+            match self.record(bytes, sink) {
+                Ok(m) => more = m,
+                Err(e) => err = Some(e),
+            }
+        });
+        (n, more, err)
+    }
+}
+
+/// Registers a BPF ring buffer (or aya-log's) with the runtime for reading.
+fn register<T: std::os::fd::AsRawFd>(inner: T) -> io::Result<AsyncFd<T>> {
+    // SAFETY: `inner` owns its file descriptor and keeps it open and
+    // unchanged for as long as the AsyncFd holds it.
+    unsafe { AsyncFd::register_with_interest(inner, Interest::READABLE) }.map_err(io::Error::from)
+}
+
+fn output_context(o: &Output) -> String {
+    match o {
+        Output::File(p) => format!("cannot write {}", p.display()),
+        Output::Stdout => "cannot write to standard output".into(),
+        Output::Print => "cannot write to standard output".into(),
+    }
+}
+
+fn describe(ep: &Endpoint) -> String {
+    if ep.peer_view {
+        format!("{} ({} {})", ep.ifname, ep.label.owner, ep.label.iface)
+    } else {
+        ep.ifname.clone()
+    }
+}
+
+/// tcpdump's closing lines, preceded by one line per interface.
+pub fn print_summary(s: &Summary) {
+    let mut err = io::stderr().lock();
+    for (name, st) in &s.interfaces {
+        let _ = writeln!(
+            err,
+            "cnet: {name}: {} seen, {} captured, {} dropped",
+            st.kernel.seen, st.delivered, st.kernel.lost
+        );
+    }
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    let _ = writeln!(err, "{} packet{} captured", s.captured, plural(s.captured));
+    let _ = writeln!(err, "{} packet{} received by filter", s.received_by_filter, plural(s.received_by_filter));
+    let _ = writeln!(err, "{} packet{} dropped by kernel", s.dropped_by_kernel, plural(s.dropped_by_kernel));
+}
+
+fn os_description() -> String {
+    // SAFETY: uname fills the struct it is given.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return "Linux".into();
+    }
+    let field = |f: &[libc::c_char]| {
+        let bytes: Vec<u8> = f.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    format!("{} {}", field(&u.sysname), field(&u.release))
+}

@@ -1,0 +1,17 @@
+//! cnet: capture container network traffic by name.
+//!
+//! Data flow, one module per stage: [`resolve`] (what to hook) →
+//! [`attach`] (load and attach the eBPF programs) → [`collect`] (ring buffer
+//! records to labeled packets) → [`sinks`] (pcapng, printer).
+//! [`capture`] runs the pipeline for the `capture` command.
+
+pub mod attach;
+pub mod capture;
+pub mod cli;
+pub mod collect;
+pub mod decode;
+pub mod netlink;
+pub mod netns;
+pub mod privileges;
+pub mod resolve;
+pub mod sinks;

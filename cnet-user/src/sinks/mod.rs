@@ -1,0 +1,116 @@
+//! Where captured packets go: a pcapng file or pipe, or a one-line-per-packet
+//! printer. Each sink sees interfaces as they are added (so containers that
+//! appear mid-capture get their own interface) and packets with their labels.
+
+use std::io;
+
+use cnet_common::{Counters, Hook};
+
+use crate::resolve::Endpoint;
+
+pub mod pcapng;
+pub mod print;
+
+/// Direction relative to the capture target (the container or namespace
+/// for a veth host end; the interface itself for `-i`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+impl Direction {
+    /// Maps the tc hook a packet was seen on to the target's point of view.
+    /// The host end of a veth receives what the container sends, so its
+    /// ingress is the container's outbound traffic.
+    pub fn from_hook(hook: Hook, peer_view: bool) -> Direction {
+        match (hook, peer_view) {
+            (Hook::Ingress, false) | (Hook::Egress, true) => Direction::In,
+            (Hook::Egress, false) | (Hook::Ingress, true) => Direction::Out,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+
+    /// pcapng `epb_flags` direction bits.
+    pub fn epb_flags(self) -> u32 {
+        match self {
+            Direction::In => 0b01,
+            Direction::Out => 0b10,
+        }
+    }
+}
+
+/// An interface being captured, as the sinks know it.
+#[derive(Clone, Debug)]
+pub struct Iface {
+    /// pcapng interface id (order of addition).
+    pub id: u32,
+    pub endpoint: Endpoint,
+    pub snaplen: u32,
+    /// Per-packet comments, precomputed so the hot path does not format.
+    pub comment_in: String,
+    pub comment_out: String,
+    /// Short label for printed lines: `netns:blue eth0`.
+    pub short: String,
+}
+
+impl Iface {
+    pub fn new(id: u32, endpoint: Endpoint, snaplen: u32) -> Iface {
+        let comment = |dir: Direction| {
+            let mut s = String::new();
+            for (k, v) in &endpoint.label.comment_fields {
+                s.push_str(&format!("{k}={v} "));
+            }
+            s.push_str(&format!("iface={} dir={}", endpoint.label.iface, dir.as_str()));
+            s
+        };
+        let short = if endpoint.label.owner.is_empty() {
+            endpoint.ifname.clone()
+        } else {
+            format!("{} {}", endpoint.label.owner, endpoint.label.iface)
+        };
+        Iface { id, comment_in: comment(Direction::In), comment_out: comment(Direction::Out), short, endpoint, snaplen }
+    }
+
+    pub fn comment(&self, dir: Direction) -> &str {
+        match dir {
+            Direction::In => &self.comment_in,
+            Direction::Out => &self.comment_out,
+        }
+    }
+}
+
+/// One captured packet.
+#[derive(Clone, Copy, Debug)]
+pub struct Packet<'a> {
+    /// Nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    pub dir: Direction,
+    pub orig_len: u32,
+    pub data: &'a [u8],
+}
+
+/// Final statistics of one interface (both hooks).
+#[derive(Clone, Debug, Default)]
+pub struct IfaceStats {
+    pub kernel: Counters,
+    /// Packets written by the sink.
+    pub delivered: u64,
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+pub trait Sink {
+    fn add_interface(&mut self, iface: &Iface) -> io::Result<()>;
+    fn packet(&mut self, iface: &Iface, pkt: &Packet<'_>) -> io::Result<()>;
+    fn flush(&mut self) -> io::Result<()>;
+    /// Writes trailing statistics and flushes. `stats[i]` belongs to the
+    /// interface with id `i`.
+    fn finish(&mut self, stats: &[IfaceStats]) -> io::Result<()>;
+}

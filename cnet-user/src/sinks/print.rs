@@ -1,0 +1,58 @@
+//! Text output: one line per packet, tcpdump style, with cnet's label.
+
+use std::io::{self, Write};
+
+use super::{Iface, IfaceStats, Packet, Sink};
+use crate::decode::{self, Link};
+
+pub struct Printer<W: Write> {
+    out: W,
+}
+
+impl<W: Write> Printer<W> {
+    pub fn new(out: W) -> Self {
+        Printer { out }
+    }
+}
+
+/// `HH:MM:SS.nnnnnnnnn` (UTC) of a timestamp in ns since the epoch.
+pub fn clock_time(ts_ns: u64) -> String {
+    let secs = ts_ns / 1_000_000_000;
+    let ns = ts_ns % 1_000_000_000;
+    let day = secs % 86_400;
+    format!("{:02}:{:02}:{:02}.{:09}", day / 3600, day / 60 % 60, day % 60, ns)
+}
+
+/// The line printed for one packet (without the newline).
+pub fn line(iface: &Iface, pkt: &Packet<'_>) -> String {
+    let link = if super::pcapng::datalink(iface.endpoint.link_type) == pcap_file::DataLink::RAW {
+        Link::Raw
+    } else {
+        Link::Ethernet
+    };
+    format!(
+        "{} {} {:<3} {}",
+        clock_time(pkt.ts_ns),
+        iface.short,
+        pkt.dir.as_str(),
+        decode::summarize(link, pkt.data)
+    )
+}
+
+impl<W: Write> Sink for Printer<W> {
+    fn add_interface(&mut self, _iface: &Iface) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn packet(&mut self, iface: &Iface, pkt: &Packet<'_>) -> io::Result<()> {
+        writeln!(self.out, "{}", line(iface, pkt))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    fn finish(&mut self, _stats: &[IfaceStats]) -> io::Result<()> {
+        self.out.flush()
+    }
+}
