@@ -171,10 +171,15 @@ impl Capture {
         };
         if !self.tcx {
             let mut nl = Netlink::open().map_err(|e| fail(Hook::Ingress, e.to_string()))?;
-            remove_stale_filters(&mut nl, ep).map_err(|e| fail(Hook::Ingress, format!("removing stale filters: {e}")))?;
+            let removed = remove_stale_filters(&mut nl, ep)
+                .map_err(|e| fail(Hook::Ingress, format!("removing stale filters: {e}")))?;
             let has = nl.has_clsact(ep.ifindex).map_err(|e| fail(Hook::Ingress, e.to_string()))?;
             if !has {
                 tc::qdisc_add_clsact(&ep.ifname).map_err(|e| fail(Hook::Ingress, error_chain(&e)))?;
+                hooked.created_clsact = true;
+            } else if removed > 0 && clsact_is_empty(&mut nl, ep.ifindex) {
+                // A killed cnet most likely added this qdisc; adopt it so it
+                // is removed when we are done.
                 hooked.created_clsact = true;
             }
         }
@@ -226,10 +231,7 @@ impl Capture {
         }
         if hooked.created_clsact {
             if let Ok(mut nl) = Netlink::open() {
-                let empty = [CLSACT_INGRESS, CLSACT_EGRESS]
-                    .iter()
-                    .all(|p| nl.bpf_filters(ifindex, *p).map(|f| f.is_empty()).unwrap_or(false));
-                if empty {
+                if clsact_is_empty(&mut nl, ifindex) {
                     let _ = nl.delete_clsact(ifindex);
                 }
             }
@@ -272,9 +274,17 @@ impl Drop for Capture {
     }
 }
 
+/// Whether neither clsact hook of the interface has a BPF filter left.
+fn clsact_is_empty(nl: &mut Netlink, ifindex: u32) -> bool {
+    [CLSACT_INGRESS, CLSACT_EGRESS]
+        .iter()
+        .all(|p| nl.bpf_filters(ifindex, *p).map(|f| f.is_empty()).unwrap_or(false))
+}
+
 /// Removes cls_bpf filters named like cnet's programs whose owner (the PID
-/// in the filter handle) is no longer a running cnet.
-fn remove_stale_filters(nl: &mut Netlink, ep: &Endpoint) -> io::Result<()> {
+/// in the filter handle) is no longer a running cnet. Returns how many.
+fn remove_stale_filters(nl: &mut Netlink, ep: &Endpoint) -> io::Result<usize> {
+    let mut removed = 0;
     for parent in [CLSACT_INGRESS, CLSACT_EGRESS] {
         for f in nl.bpf_filters(ep.ifindex, parent)? {
             if f.name != names::PROG_INGRESS && f.name != names::PROG_EGRESS {
@@ -284,6 +294,7 @@ fn remove_stale_filters(nl: &mut Netlink, ep: &Endpoint) -> io::Result<()> {
                 continue;
             }
             nl.delete_filter(ep.ifindex, parent, &f)?;
+            removed += 1;
             log::warn!(
                 "removed a stale cnet filter from {} (left by PID {}, which is gone)",
                 ep.ifname,
@@ -291,7 +302,7 @@ fn remove_stale_filters(nl: &mut Netlink, ep: &Endpoint) -> io::Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 fn is_live_cnet(pid: u32) -> bool {

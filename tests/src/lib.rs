@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod traffic;
+
 static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// One "container": a network namespace with `eth0` on the lab bridge.
@@ -50,20 +52,28 @@ pub fn run(cmd: &[&str]) -> Result<Output> {
 }
 
 impl Lab {
-    /// Builds a lab with `n` hosts on 10.213.0.0/24 and fd00:cb::/64. Each lab
-    /// has its own bridge without any host address, so overlapping lab
-    /// subnets never meet and the host's routing is untouched.
+    /// Builds a lab with `n` hosts on 10.213.0.0/24 and fd00:cb::/64, with
+    /// names unique to this process and lab.
     pub fn new(n: usize) -> Result<Lab> {
         let id = LAB_COUNTER.fetch_add(1, Ordering::Relaxed);
         // "cn" + 5 hex digits of the PID + lab counter: short enough for
         // 15-character interface names with a 3-character suffix.
         let prefix = format!("cn{:05x}{:x}", std::process::id() & 0xfffff, id);
+        let names: Vec<String> = (0..n).map(|i| format!("{prefix}n{i}")).collect();
+        Lab::build(&prefix, &names)
+    }
+
+    /// Builds a lab whose namespaces have the given names. Each lab has its
+    /// own bridge without any host address, so overlapping lab subnets never
+    /// meet and the host's routing is untouched. `prefix` (at most 10
+    /// characters) names the bridge and host-side veths.
+    pub fn build(prefix: &str, netns_names: &[String]) -> Result<Lab> {
         let bridge = format!("{prefix}br");
-        let mut lab = Lab { prefix: prefix.clone(), bridge: bridge.clone(), hosts: Vec::new() };
+        let mut lab = Lab { prefix: prefix.to_string(), bridge: bridge.clone(), hosts: Vec::new() };
         run(&["ip", "link", "add", &bridge, "type", "bridge"])?;
         run(&["ip", "link", "set", &bridge, "up"])?;
-        for i in 0..n {
-            let netns = format!("{prefix}n{i}");
+        for (i, netns) in netns_names.iter().enumerate() {
+            let netns = netns.clone();
             let host_veth = format!("{prefix}h{i}");
             let peer = format!("{prefix}p{i}");
             let ip = Ipv4Addr::new(10, 213, 0, 10 + i as u8);
@@ -189,7 +199,12 @@ impl CnetResult {
 impl Cnet {
     /// Starts `cnet ARGS…` and waits until it reports that it is attached.
     pub fn start(args: &[&str]) -> Result<Cnet> {
-        let mut child = Command::new(cnet_bin())
+        Cnet::start_bin(&cnet_bin(), args)
+    }
+
+    /// Like [`Cnet::start`] with an explicit binary.
+    pub fn start_bin(bin: &Path, args: &[&str]) -> Result<Cnet> {
+        let mut child = Command::new(bin)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -337,9 +352,26 @@ pub fn tshark_fields(file: &Path, filter: Option<&str>, fields: &[&str]) -> Resu
         .collect())
 }
 
-/// Names of tc/TCX programs attached to `ifname`, as `bpftool net show`
-/// reports them (an independent view of what cnet left behind).
-pub fn attached_programs(ifname: &str) -> Result<String> {
-    let out = run(&["bpftool", "net", "show", "dev", ifname])?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+/// Names of the BPF programs hooked to `ifname`: TCX links as the kernel
+/// reports them (BPF_PROG_QUERY) and cls_bpf filters as `tc` lists them.
+/// An independent view of what cnet left behind.
+pub fn hooked_programs(ifname: &str) -> Result<Vec<String>> {
+    use aya::programs::{SchedClassifier, tc::TcAttachType};
+    let mut names = Vec::new();
+    for t in [TcAttachType::Ingress, TcAttachType::Egress] {
+        let (_, progs) = SchedClassifier::query_tcx(ifname, t).context("querying TCX programs")?;
+        for p in progs {
+            names.push(format!("tcx:{}", p.name_as_str().unwrap_or("?")));
+        }
+    }
+    for dir in ["ingress", "egress"] {
+        let out = Command::new("tc").args(["filter", "show", "dev", ifname, dir]).output()?;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(i) = line.find(" name ") {
+                let name = line[i + 6..].split_whitespace().next().unwrap_or("?");
+                names.push(format!("clsact:{name}"));
+            }
+        }
+    }
+    Ok(names)
 }
