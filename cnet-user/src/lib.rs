@@ -13,5 +13,6 @@ pub mod decode;
 pub mod netlink;
 pub mod netns;
 pub mod privileges;
+pub mod reader;
 pub mod resolve;
 pub mod sinks;
