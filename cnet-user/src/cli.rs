@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::attach::AttachMode;
 use crate::capture::{CaptureOptions, Output};
@@ -14,6 +14,35 @@ use crate::resolve::Target;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses argv like `Cli::parse`, and records the command-line order of
+    /// the target flags so interfaces appear in the file in the order the
+    /// user named them (as with tcpdump's repeated -i).
+    pub fn parse_ordered() -> Cli {
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        #[allow(irrefutable_let_patterns)]
+        if let (Command::Capture(args), Some(("capture", sub))) = (&mut cli.command, matches.subcommand()) {
+            args.order = target_order(sub);
+        }
+        cli
+    }
+}
+
+/// (argv index, flag id, occurrence) of every target flag, sorted by index.
+fn target_order(m: &ArgMatches) -> Vec<(usize, &'static str, usize)> {
+    let mut v = Vec::new();
+    for id in ["interfaces", "netns", "pids"] {
+        if let Some(idx) = m.indices_of(id) {
+            for (n, i) in idx.enumerate() {
+                v.push((i, id, n));
+            }
+        }
+    }
+    v.sort();
+    v
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,13 +88,26 @@ pub struct CaptureArgs {
     /// Only print the closing summary on stderr.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Command-line order of the target flags (see `Cli::parse_ordered`).
+    #[arg(skip)]
+    pub order: Vec<(usize, &'static str, usize)>,
 }
 
 impl CaptureArgs {
     pub fn into_options(self) -> anyhow::Result<CaptureOptions> {
-        let mut targets: Vec<Target> = self.interfaces.into_iter().map(Target::Interface).collect();
-        targets.extend(self.netns.into_iter().map(Target::Netns));
-        targets.extend(self.pids.into_iter().map(Target::Pid));
+        let mut targets: Vec<Target> = Vec::new();
+        if self.order.is_empty() {
+            targets.extend(self.interfaces.iter().cloned().map(Target::Interface));
+            targets.extend(self.netns.iter().cloned().map(Target::Netns));
+            targets.extend(self.pids.iter().copied().map(Target::Pid));
+        }
+        for (_, id, n) in &self.order {
+            targets.push(match *id {
+                "interfaces" => Target::Interface(self.interfaces[*n].clone()),
+                "netns" => Target::Netns(self.netns[*n].clone()),
+                _ => Target::Pid(self.pids[*n]),
+            });
+        }
         let output = match self.write {
             None => Output::Print,
             Some(p) if p.as_os_str() == "-" => Output::Stdout,

@@ -1,14 +1,17 @@
+use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
 use cnet::capture;
 use cnet::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_ordered();
+    // Messages for humans: "cnet: warning: …", no timestamps or module paths.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp(None)
-        .format_target(false)
+        .format(|buf, record| {
+            let level = record.level().as_str().to_lowercase();
+            writeln!(buf, "cnet: {level}: {}", record.args())
+        })
         .init();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -154,7 +154,7 @@ pub fn cnet_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
         if let Some(p) = std::env::var_os("CNET_BIN") {
-            return PathBuf::from(p);
+            return std::fs::canonicalize(&p).unwrap_or_else(|_| PathBuf::from(p));
         }
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
         let status = Command::new(env!("CARGO"))
