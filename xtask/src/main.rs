@@ -6,6 +6,7 @@
 //! - `demo`: build cnet, make a throwaway lab of two "containers", capture
 //!   their traffic by name into demo.pcapng, remove the lab.
 //! - `test`: setup + test deps, then run every test.
+//! - `bench`: cnet against tcpdump on the same lab traffic.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,6 +14,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod demo;
 
 #[derive(Parser)]
@@ -41,6 +43,18 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// Benchmark cnet against tcpdump on the same traffic (as root).
+    Bench {
+        /// Seconds-long smoke run (no speed claims).
+        #[arg(long)]
+        quick: bool,
+        /// Seconds per run (default 8, quick 2).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Interleaved rounds (default 3, quick 1).
+        #[arg(long)]
+        rounds: Option<usize>,
+    },
     /// Run all tests (as root: they create namespaces and load eBPF).
     Test {
         /// Extra arguments for `cargo test`.
@@ -58,6 +72,11 @@ fn main() {
             require_root("the demo creates network namespaces and loads eBPF programs")?;
             let bin = build_cnet(true)?;
             demo::run(&bin, &output, seconds)
+        }),
+        Cmd::Bench { quick, seconds, rounds } => setup(true).and_then(|_| {
+            require_root("the benchmark creates network namespaces and loads eBPF programs")?;
+            let bin = build_cnet(true)?;
+            bench::run(&bin, &bench::Options { quick, seconds, rounds })
         }),
         Cmd::Test { args } => setup(true).and_then(|_| test(&args)),
     };
@@ -264,7 +283,7 @@ fn test(args: &[String]) -> Result<()> {
     require_root("the tests create network namespaces and load eBPF programs")?;
     let bin = build_cnet(false)?;
     run(Command::new("cargo")
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--exclude", "cnet-ebpf"])
         .args(args)
         .env("CNET_BIN", &bin)
         .current_dir(workspace_root()))

@@ -1,0 +1,526 @@
+//! `cargo xtask bench`: cnet against tcpdump on the same traffic, in one run.
+//!
+//! For each load (TCP bulk with 1 and 2 streams, a UDP 64-byte flood, a TCP
+//! request/response load) the variants run interleaved, round by round:
+//! no capture, then tcpdump and cnet on the same host veth at full snaplen
+//! to a file, full snaplen to /dev/null, and `-s 96` to a file. Ratios are
+//! computed within the run, so machine-to-machine spread cancels out.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use cnet_tests::Lab;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Load {
+    Tcp1,
+    Tcp2,
+    Udp64,
+    ReqResp,
+}
+
+impl Load {
+    fn name(self) -> &'static str {
+        match self {
+            Load::Tcp1 => "tcp-bulk-1",
+            Load::Tcp2 => "tcp-bulk-2",
+            Load::Udp64 => "udp-64B",
+            Load::ReqResp => "tcp-req-resp",
+        }
+    }
+    fn unit(self) -> &'static str {
+        match self {
+            Load::Tcp1 | Load::Tcp2 => "Gbit/s",
+            Load::Udp64 => "kpps",
+            Load::ReqResp => "ktrans/s",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Tool {
+    None,
+    Tcpdump,
+    Cnet,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Mode {
+    FullFile,
+    FullNull,
+    Snap96File,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::FullFile => "full→file",
+            Mode::FullNull => "full→/dev/null",
+            Mode::Snap96File => "-s 96→file",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+struct Run {
+    load: &'static str,
+    tool: &'static str,
+    mode: &'static str,
+    round: usize,
+    throughput: f64,
+    /// Packets that crossed the hooked interface (both directions).
+    crossed: u64,
+    captured: u64,
+    dropped: u64,
+    capture_cpu_s: f64,
+    machine_cpu_s: f64,
+    peak_rss_kib: u64,
+    bytes_written: u64,
+    seconds: f64,
+}
+
+pub struct Options {
+    pub quick: bool,
+    pub seconds: Option<u64>,
+    pub rounds: Option<usize>,
+}
+
+pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
+    let secs = opts.seconds.unwrap_or(if opts.quick { 2 } else { 8 });
+    let rounds = opts.rounds.unwrap_or(if opts.quick { 1 } else { 3 });
+    let loads = [Load::Tcp1, Load::Tcp2, Load::Udp64, Load::ReqResp];
+    let tmp = std::env::temp_dir().join(format!("cnet-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let _cleanup = RemoveDir(tmp.clone());
+
+    let lab = Lab::new(2)?;
+    let veth = lab.host(0).host_veth.clone();
+    let server = ServerGuard::start(&lab)?;
+    let disk_mb_s = disk_write_rate(&tmp)?;
+    eprintln!("bench: disk sequential write {disk_mb_s:.0} MB/s; {secs} s per run, {rounds} round(s)");
+
+    let mut variants = vec![(Tool::None, Mode::FullFile)];
+    for mode in [Mode::FullFile, Mode::FullNull, Mode::Snap96File] {
+        variants.push((Tool::Tcpdump, mode));
+        variants.push((Tool::Cnet, mode));
+    }
+    let mut runs = Vec::new();
+    for load in loads {
+        for round in 0..rounds {
+            for &(tool, mode) in &variants {
+                let r = one_run(cnet, &lab, &veth, &tmp, load, tool, mode, round, secs)
+                    .with_context(|| format!("{} {tool:?} {}", load.name(), mode.name()))?;
+                eprintln!(
+                    "bench: {:<12} {:<8} {:<15} {:>8.2} {}  captured {:>9} of {:>9} dropped {:>8}",
+                    r.load, r.tool, r.mode, r.throughput, load.unit(), r.captured, r.crossed, r.dropped
+                );
+                runs.push(r);
+            }
+        }
+    }
+    drop(server);
+    let report = report(&runs, &loads, disk_mb_s, secs, rounds);
+    println!("{report}");
+    let dir = crate::workspace_root().join("bench/results");
+    std::fs::create_dir_all(&dir)?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let kind = if opts.quick { "quick" } else { "full" };
+    let json = serde_json::json!({
+        "kind": kind, "seconds_per_run": secs, "rounds": rounds,
+        "disk_write_mb_s": disk_mb_s, "kernel": kernel(), "runs": runs,
+    });
+    std::fs::write(dir.join(format!("{stamp}-{kind}.json")), serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(dir.join(format!("{stamp}-{kind}.md")), &report)?;
+    eprintln!("bench: results in bench/results/{stamp}-{kind}.{{md,json}}");
+    Ok(())
+}
+
+struct RemoveDir(PathBuf);
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
+}
+
+/// Sequential write rate of the folder's file system, MB/s (1 GB + fsync).
+fn disk_write_rate(dir: &Path) -> Result<f64> {
+    let path = dir.join("disk-rate");
+    let buf = vec![0x5au8; 1 << 20];
+    let start = Instant::now();
+    let mut f = std::fs::File::create(&path)?;
+    for _ in 0..1000 {
+        f.write_all(&buf)?;
+    }
+    f.sync_all()?;
+    let rate = 1000.0 * 1.048576 / start.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(rate)
+}
+
+/// Servers in host 1 for the whole bench: iperf3, a UDP sink, an echo server.
+struct ServerGuard {
+    iperf: Child,
+    stop: Arc<AtomicBool>,
+}
+
+const IPERF_PORT: u16 = 5201;
+const UDP_PORT: u16 = 9;
+const ECHO_PORT: u16 = 7;
+
+impl ServerGuard {
+    fn start(lab: &Lab) -> Result<ServerGuard> {
+        let iperf = Command::new("ip")
+            .args(["netns", "exec", &lab.host(1).netns, "iperf3", "-s", "-p", &IPERF_PORT.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting iperf3 (install it with `cargo xtask setup --test-deps`)")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let addr = SocketAddr::new(lab.host(1).ip.into(), UDP_PORT);
+        // A bound UDP socket that is never read: datagrams cross both hooks
+        // and are dropped at the socket, the cheapest possible receiver.
+        let sink = lab.in_ns(1, move || UdpSocket::bind(addr))?;
+        std::mem::forget(sink);
+        let echo_addr = SocketAddr::new(lab.host(1).ip.into(), ECHO_PORT);
+        let listener = lab.in_ns(1, move || TcpListener::bind(echo_addr))?;
+        listener.set_nonblocking(true)?;
+        let st = stop.clone();
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_nodelay(true);
+                        std::thread::spawn(move || {
+                            let mut buf = [0u8; 64];
+                            while let Ok(n) = s.read(&mut buf) {
+                                if n == 0 || s.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(ServerGuard { iperf, stop })
+    }
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.iperf.kill();
+        let _ = self.iperf.wait();
+    }
+}
+
+fn iface_packets(ifname: &str) -> u64 {
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{ifname}/statistics/{f}"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    read("rx_packets") + read("tx_packets")
+}
+
+/// Busy CPU time of the whole machine (user+nice+system+irq+softirq), s.
+fn machine_cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let line = stat.lines().next().unwrap_or_default();
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let busy = v.first().unwrap_or(&0) + v.get(1).unwrap_or(&0) + v.get(2).unwrap_or(&0) + v.get(5).unwrap_or(&0) + v.get(6).unwrap_or(&0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    busy as f64 / hz
+}
+
+/// Waits for a child and returns (cpu seconds, peak RSS KiB).
+fn wait_rusage(child: &mut Child) -> Result<(f64, u64)> {
+    let mut status = 0;
+    // SAFETY: plain wait4 on our own child with valid out-pointers.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as i32;
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if rc != pid {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    let cpu = ru.ru_utime.tv_sec as f64 + ru.ru_utime.tv_usec as f64 / 1e6 + ru.ru_stime.tv_sec as f64 + ru.ru_stime.tv_usec as f64 / 1e6;
+    Ok((cpu, ru.ru_maxrss as u64))
+}
+
+/// "N packets <what>" from tcpdump's or cnet's summary.
+fn summary_count(stderr: &str, what: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| {
+            let (n, rest) = l.split_once(' ')?;
+            (rest.trim_start_matches("packets ").trim_start_matches("packet ") == what).then(|| n.parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn one_run(
+    cnet: &Path,
+    lab: &Lab,
+    veth: &str,
+    tmp: &Path,
+    load: Load,
+    tool: Tool,
+    mode: Mode,
+    round: usize,
+    secs: u64,
+) -> Result<Run> {
+    let out = match mode {
+        Mode::FullNull => PathBuf::from("/dev/null"),
+        _ => tmp.join("capture.out"),
+    };
+    let snap = if mode == Mode::Snap96File { "96" } else { "0" };
+    let mut capture = match tool {
+        Tool::None => None,
+        Tool::Tcpdump => Some(
+            Command::new("tcpdump")
+                .args(["-i", veth, "-n", "-s", snap, "-B", "32768", "-w"])
+                .arg(&out)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting tcpdump")?,
+        ),
+        Tool::Cnet => Some(
+            Command::new(cnet)
+                .args(["capture", "-q", "-i", veth, "-s", snap, "-B", "32768", "-w"])
+                .arg(&out)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting cnet")?,
+        ),
+    };
+    // Both tools need a moment to attach; give them the same.
+    std::thread::sleep(Duration::from_millis(if capture.is_some() { 700 } else { 100 }));
+    let crossed0 = iface_packets(veth);
+    let cpu0 = machine_cpu_s();
+    let t0 = Instant::now();
+    let throughput = generate(lab, load, secs)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let crossed = iface_packets(veth) - crossed0;
+    let machine_cpu = machine_cpu_s() - cpu0;
+    let mut run = Run {
+        load: load.name(),
+        tool: match tool {
+            Tool::None => "none",
+            Tool::Tcpdump => "tcpdump",
+            Tool::Cnet => "cnet",
+        },
+        mode: if tool == Tool::None { "-" } else { mode.name() },
+        round,
+        throughput,
+        crossed,
+        machine_cpu_s: machine_cpu,
+        seconds,
+        ..Default::default()
+    };
+    if let Some(child) = capture.as_mut() {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            e.read_to_string(&mut stderr)?;
+        }
+        let (cpu, rss) = wait_rusage(child)?;
+        run.capture_cpu_s = cpu;
+        run.peak_rss_kib = rss;
+        run.captured = summary_count(&stderr, "captured");
+        run.dropped = summary_count(&stderr, "dropped by kernel");
+        if mode != Mode::FullNull {
+            run.bytes_written = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            let _ = std::fs::remove_file(&out);
+        }
+    }
+    Ok(run)
+}
+
+/// Runs one load for `secs` seconds; returns its throughput in the load's unit.
+fn generate(lab: &Lab, load: Load, secs: u64) -> Result<f64> {
+    match load {
+        Load::Tcp1 | Load::Tcp2 => {
+            let streams = if load == Load::Tcp1 { "1" } else { "2" };
+            let out = lab.exec(
+                0,
+                &["iperf3", "-c", &lab.host(1).ip.to_string(), "-p", &IPERF_PORT.to_string(), "-t", &secs.to_string(), "-P", streams, "-J"],
+            )?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 JSON")?;
+            let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().context("iperf3 result")?;
+            Ok(bps / 1e9)
+        }
+        Load::Udp64 => udp_flood(lab, secs),
+        Load::ReqResp => req_resp(lab, secs),
+    }
+}
+
+/// 64-byte frames (22 bytes of UDP payload) from two sender threads with
+/// sendmmsg; kpps counted at the sender.
+fn udp_flood(lab: &Lab, secs: u64) -> Result<f64> {
+    let dst = SocketAddr::new(lab.host(1).ip.into(), UDP_PORT);
+    let sent = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut threads = Vec::new();
+    for _ in 0..2 {
+        let sock = lab.in_ns(0, move || -> std::io::Result<UdpSocket> {
+            let s = UdpSocket::bind("0.0.0.0:0")?;
+            s.connect(dst)?;
+            Ok(s)
+        })?;
+        let sent = sent.clone();
+        threads.push(std::thread::spawn(move || {
+            const BATCH: usize = 64;
+            let payload = [0x42u8; 22];
+            let mut iov: Vec<libc::iovec> =
+                (0..BATCH).map(|_| libc::iovec { iov_base: payload.as_ptr() as *mut _, iov_len: payload.len() }).collect();
+            let mut msgs: Vec<libc::mmsghdr> = iov
+                .iter_mut()
+                .map(|v| {
+                    // SAFETY: zeroed mmsghdr is a valid empty header.
+                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                    m.msg_hdr.msg_iov = v;
+                    m.msg_hdr.msg_iovlen = 1;
+                    m
+                })
+                .collect();
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                // SAFETY: msgs points at BATCH valid headers whose iovecs
+                // point at `payload`, alive for the whole loop.
+                let r = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, 0) };
+                if r > 0 {
+                    n += r as u64;
+                }
+            }
+            sent.fetch_add(n, Ordering::Relaxed);
+        }));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(sent.load(Ordering::Relaxed) as f64 / secs as f64 / 1e3)
+}
+
+/// 4 connections doing 64-byte ping-pong; thousands of transactions/s.
+fn req_resp(lab: &Lab, secs: u64) -> Result<f64> {
+    let dst = SocketAddr::new(lab.host(1).ip.into(), ECHO_PORT);
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut threads = Vec::new();
+    for _ in 0..4 {
+        let mut s = lab.in_ns(0, move || TcpStream::connect(dst))?;
+        s.set_nodelay(true)?;
+        let done = done.clone();
+        threads.push(std::thread::spawn(move || {
+            let msg = [7u8; 64];
+            let mut buf = [0u8; 64];
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                if s.write_all(&msg).is_err() || s.read_exact(&mut buf).is_err() {
+                    break;
+                }
+                n += 1;
+            }
+            done.fetch_add(n, Ordering::Relaxed);
+        }));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / secs as f64 / 1e3)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// Medians per (load, tool, mode) and the cnet/tcpdump ratios.
+fn report(runs: &[Run], loads: &[Load], disk_mb_s: f64, secs: u64, rounds: usize) -> String {
+    let mut groups: BTreeMap<(&str, &str, &str), Vec<&Run>> = BTreeMap::new();
+    for r in runs {
+        groups.entry((r.load, r.tool, r.mode)).or_default().push(r);
+    }
+    let med = |rs: &[&Run], f: &dyn Fn(&Run) -> f64| median(rs.iter().map(|r| f(r)).collect());
+    let mut s = String::new();
+    s.push_str(&format!(
+        "# cnet vs tcpdump ({} s per run, {rounds} round(s), medians; kernel {}; disk {:.0} MB/s)\n\n",
+        secs,
+        kernel(),
+        disk_mb_s
+    ));
+    s.push_str("| load | tool | mode | throughput | cost vs none | completeness | drops | capture CPU µs/pkt | machine CPU µs/pkt | peak RSS MiB | written MB/s |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut ratios = String::from("\n## cnet / tcpdump\n\n| load | mode | throughput | completeness | capture CPU per packet | written MB/s |\n|---|---|---|---|---|---|\n");
+    for load in loads {
+        let base = groups.get(&(load.name(), "none", "-")).map(|rs| med(rs, &|r| r.throughput)).unwrap_or(f64::NAN);
+        let row = |tool: &str, mode: &str| -> Option<(f64, f64, f64, f64, f64, f64, f64, f64)> {
+            let rs = groups.get(&(load.name(), tool, mode))?;
+            let tp = med(rs, &|r| r.throughput);
+            let compl = med(rs, &|r| if r.crossed == 0 { 0.0 } else { r.captured as f64 / r.crossed as f64 });
+            let drops = med(rs, &|r| r.dropped as f64);
+            let cpu = med(rs, &|r| if r.captured == 0 { f64::NAN } else { r.capture_cpu_s * 1e6 / r.captured as f64 });
+            let mcpu = med(rs, &|r| if r.crossed == 0 { f64::NAN } else { r.machine_cpu_s * 1e6 / r.crossed as f64 });
+            let rss = med(rs, &|r| r.peak_rss_kib as f64 / 1024.0);
+            let wr = med(rs, &|r| r.bytes_written as f64 / r.seconds / 1e6);
+            Some((tp, compl, drops, cpu, mcpu, rss, wr, if base > 0.0 { 1.0 - tp / base } else { f64::NAN }))
+        };
+        s.push_str(&format!("| {} | none | - | {base:.2} {} | | | | | | | |\n", load.name(), load.unit()));
+        for mode in [Mode::FullFile, Mode::FullNull, Mode::Snap96File] {
+            let mut pair = Vec::new();
+            for tool in ["tcpdump", "cnet"] {
+                if let Some((tp, compl, drops, cpu, mcpu, rss, wr, cost)) = row(tool, mode.name()) {
+                    s.push_str(&format!(
+                        "| {} | {tool} | {} | {tp:.2} {} | {:+.1} % | {:.1} % | {drops:.0} | {cpu:.2} | {mcpu:.2} | {rss:.1} | {wr:.0} |\n",
+                        load.name(),
+                        mode.name(),
+                        load.unit(),
+                        -cost * 100.0,
+                        compl * 100.0
+                    ));
+                    pair.push((tp, compl, cpu, wr));
+                }
+            }
+            if let [t, c] = pair[..] {
+                ratios.push_str(&format!(
+                    "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                    load.name(),
+                    mode.name(),
+                    c.0 / t.0,
+                    c.1 / t.1,
+                    c.2 / t.2,
+                    c.3 / t.3
+                ));
+            }
+        }
+    }
+    s.push_str(&ratios);
+    s.push_str("\nthroughput: traffic rate while capturing; completeness: packets captured / packets that crossed the hooked veth (interface counters); capture CPU: user+system time of the capture process per captured packet; machine CPU: all busy CPU time (softirq included) per packet that crossed the veth.\n");
+    s
+}
