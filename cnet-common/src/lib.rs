@@ -114,6 +114,11 @@ pub struct Config {
     pub snaplen: u32,
     /// Non-zero: emit aya-log diagnostics (never per packet).
     pub log: u32,
+    /// Wake the reader only once this many bytes wait in the ring (the
+    /// reader also drains on a short timer). 0: wake on every record the
+    /// kernel considers due (its default, adaptive behaviour).
+    pub wakeup_bytes: u32,
+    pub _pad: u32,
 }
 
 /// Names of the maps and programs in the eBPF object.

@@ -9,7 +9,7 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::TC_ACT_UNSPEC,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC},
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map},
     maps::{Array, PerCpuHashMap, RingBuf},
@@ -69,9 +69,9 @@ fn capture(ctx: &TcContext, hook: Hook) {
     counters.bytes += len as u64;
     counters.matched += 1;
 
-    let (snaplen, log) = match CNET_CONFIG.get(0) {
-        Some(c) => (c.snaplen, c.log),
-        None => (MAX_SNAPLEN, 0),
+    let (snaplen, log, wakeup_bytes) = match CNET_CONFIG.get(0) {
+        Some(c) => (c.snaplen, c.log, c.wakeup_bytes),
+        None => (MAX_SNAPLEN, 0, 0),
     };
     let cap = if len < snaplen { len } else { snaplen };
     let header = PacketHeader {
@@ -88,26 +88,36 @@ fn capture(ctx: &TcContext, hook: Hook) {
 
     // The verifier wants a constant reservation size: pick the smallest size
     // class that holds `cap` bytes (a class of N holds N-1).
-    let ok = if cap < 128 {
-        emit::<128>(ctx, &header)
-    } else if cap < 256 {
-        emit::<256>(ctx, &header)
-    } else if cap < 512 {
-        emit::<512>(ctx, &header)
-    } else if cap < 1024 {
-        emit::<1024>(ctx, &header)
-    } else if cap < 2048 {
-        emit::<2048>(ctx, &header)
-    } else if cap < 4096 {
-        emit::<4096>(ctx, &header)
-    } else if cap < 8192 {
-        emit::<8192>(ctx, &header)
-    } else if cap < 16384 {
-        emit::<16384>(ctx, &header)
-    } else if cap < 32768 {
-        emit::<32768>(ctx, &header)
+    // Waking the reader for every record costs it a syscall and a context
+    // switch per packet; with a watermark it wakes once per batch and drains
+    // the rest on its own timer.
+    let flags = if wakeup_bytes == 0 {
+        0
+    } else if CNET_RING.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes as u64 {
+        BPF_RB_FORCE_WAKEUP as u64
     } else {
-        emit::<65536>(ctx, &header)
+        BPF_RB_NO_WAKEUP as u64
+    };
+    let ok = if cap < 128 {
+        emit::<128>(ctx, &header, flags)
+    } else if cap < 256 {
+        emit::<256>(ctx, &header, flags)
+    } else if cap < 512 {
+        emit::<512>(ctx, &header, flags)
+    } else if cap < 1024 {
+        emit::<1024>(ctx, &header, flags)
+    } else if cap < 2048 {
+        emit::<2048>(ctx, &header, flags)
+    } else if cap < 4096 {
+        emit::<4096>(ctx, &header, flags)
+    } else if cap < 8192 {
+        emit::<8192>(ctx, &header, flags)
+    } else if cap < 16384 {
+        emit::<16384>(ctx, &header, flags)
+    } else if cap < 32768 {
+        emit::<32768>(ctx, &header, flags)
+    } else {
+        emit::<65536>(ctx, &header, flags)
     };
     if ok {
         counters.captured += 1;
@@ -123,10 +133,11 @@ fn capture(ctx: &TcContext, hook: Hook) {
 }
 
 /// Reserves a record with an `N`-byte data area, copies the header and the
-/// first `header.cap_len` packet bytes into it and submits it. Returns false
+/// first `header.cap_len` packet bytes into it and submits it with the given
+/// wakeup `flags`. Returns false
 /// when the ring is full or the copy failed (the record is then discarded).
 #[inline(always)]
-fn emit<const N: usize>(ctx: &TcContext, header: &PacketHeader) -> bool {
+fn emit<const N: usize>(ctx: &TcContext, header: &PacketHeader, flags: u64) -> bool {
     let Some(mut entry) = CNET_RING.reserve::<Record<N>>(0) else {
         return false;
     };
@@ -151,7 +162,7 @@ fn emit<const N: usize>(ctx: &TcContext, header: &PacketHeader) -> bool {
             }
         }
     }
-    entry.submit(0);
+    entry.submit(flags);
     true
 }
 

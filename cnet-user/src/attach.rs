@@ -96,7 +96,12 @@ impl Capture {
                 .map_err(|e| AttachError::Load(error_chain(&e)))?;
             prog.load().map_err(|e| AttachError::Load(error_chain(&e)))?;
         }
-        let config = Config { snaplen: opts.snaplen.clamp(1, MAX_SNAPLEN), log: opts.ebpf_log as u32 };
+        let config = Config {
+            snaplen: opts.snaplen.clamp(1, MAX_SNAPLEN),
+            log: opts.ebpf_log as u32,
+            wakeup_bytes: wakeup_watermark(ring_bytes),
+            _pad: 0,
+        };
         let mut cfg: Array<_, Config> = Array::try_from(ebpf.map_mut(names::CONFIG).expect("config map"))
             .map_err(|e| AttachError::Map(error_chain(&e)))?;
         cfg.set(0, config, 0).map_err(|e| AttachError::Map(error_chain(&e)))?;
@@ -279,6 +284,13 @@ fn clsact_is_empty(nl: &mut Netlink, ifindex: u32) -> bool {
     [CLSACT_INGRESS, CLSACT_EGRESS]
         .iter()
         .all(|p| nl.bpf_filters(ifindex, *p).map(|f| f.is_empty()).unwrap_or(false))
+}
+
+/// Bytes that must wait in the ring before the kernel wakes the reader: an
+/// eighth of the ring, at most 1 MiB, so a wakeup always has a batch to
+/// read and the ring still has room while the reader gets scheduled.
+fn wakeup_watermark(ring_bytes: u32) -> u32 {
+    (ring_bytes / 8).min(1 << 20)
 }
 
 /// Removes cls_bpf filters named like cnet's programs whose owner (the PID

@@ -58,6 +58,9 @@ pub struct Summary {
 const BATCH: usize = 8192;
 /// Longest time a packet may sit in cnet's buffer before reaching the file.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+/// The kernel wakes the reader only per batch (see `Config::wakeup_bytes`);
+/// below the watermark records are picked up by this timer.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
 pub async fn run(opts: CaptureOptions) -> Result<Summary> {
     if opts.targets.is_empty() {
@@ -131,6 +134,8 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
     let deadline = tokio::time::sleep(opts.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    let mut drain_tick = tokio::time::interval(DRAIN_INTERVAL);
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut status_due = std::time::Instant::now();
     let mut write_error: Option<io::Error> = None;
 
@@ -150,6 +155,18 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
                 if let Some(e) = err { write_error = Some(e); break 'outer; }
                 if live { if let Err(e) = sink.flush() { write_error = Some(e); break 'outer; } }
                 if !more { break 'outer; }
+            }
+            _ = drain_tick.tick() => {
+                let rb = ring.get_mut();
+                // Bounded, so signals and flushes still get their turn when
+                // the ring refills as fast as it is read.
+                for _ in 0..8 {
+                    let (n, more, err) = dispatch.drain(rb, &mut *sink);
+                    if let Some(e) = err { write_error = Some(e); break 'outer; }
+                    if !more { break 'outer; }
+                    if n < BATCH { break; }
+                }
+                if live { if let Err(e) = sink.flush() { write_error = Some(e); break 'outer; } }
             }
             _ = tick.tick() => {
                 if let Err(e) = sink.flush() { write_error = Some(e); break 'outer; }
