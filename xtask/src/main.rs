@@ -280,11 +280,41 @@ fn build_cnet(release: bool) -> Result<PathBuf> {
 }
 
 fn test(args: &[String]) -> Result<()> {
+    use std::io::{BufRead, BufReader};
     require_root("the tests create network namespaces and load eBPF programs")?;
     let bin = build_cnet(false)?;
-    run(Command::new("cargo")
+    let mut child = Command::new("cargo")
         .args(["test", "--workspace", "--exclude", "cnet-ebpf"])
         .args(args)
         .env("CNET_BIN", &bin)
-        .current_dir(workspace_root()))
+        .current_dir(workspace_root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    // Pass the output through and add up every "test result:" line, so the
+    // run ends with one total rather than the last test binary's count.
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(';') {
+                let mut w = part.split_whitespace().rev();
+                let (Some(what), Some(n)) = (w.next(), w.next()) else { continue };
+                let n: u64 = n.parse().unwrap_or(0);
+                match what {
+                    "passed" => passed += n,
+                    "failed" => failed += n,
+                    "ignored" => ignored += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("\ntotal: {passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    Ok(())
 }
