@@ -55,7 +55,34 @@ pub enum AttachError {
 struct Hooked {
     ifname: String,
     links: Vec<(Hook, SchedClassifierLinkId)>,
-    created_clsact: bool,
+}
+
+/// Records that a clsact qdisc was added by cnet (so the last cnet to leave
+/// the interface removes it, even when the one that added it was killed or
+/// left first). Lives under /run, which is cleared at boot, keyed by network
+/// namespace and ifindex.
+struct ClsactMarker(std::path::PathBuf);
+
+impl ClsactMarker {
+    fn of(ifindex: u32) -> ClsactMarker {
+        let ns = crate::netns::own_inode().unwrap_or(0);
+        ClsactMarker(std::path::PathBuf::from(format!("/run/cnet/clsact/{ns}-{ifindex}")))
+    }
+
+    fn create(&self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(&self.0, b"");
+    }
+
+    fn exists(&self) -> bool {
+        self.0.exists()
+    }
+
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// A loaded eBPF object and the interfaces it is attached to. Dropping it
@@ -156,7 +183,7 @@ impl Capture {
                     .map_err(|e| AttachError::Map(error_chain(&e)))?;
             }
         }
-        let mut hooked = Hooked { ifname: ep.ifname.clone(), links: Vec::new(), created_clsact: false };
+        let mut hooked = Hooked { ifname: ep.ifname.clone(), links: Vec::new() };
         let result = self.attach_hooks(ep, &mut hooked);
         // Record what did get attached even on error, so Drop detaches it.
         self.hooked.insert(ep.ifindex, hooked);
@@ -181,11 +208,11 @@ impl Capture {
             let has = nl.has_clsact(ep.ifindex).map_err(|e| fail(Hook::Ingress, e.to_string()))?;
             if !has {
                 tc::qdisc_add_clsact(&ep.ifname).map_err(|e| fail(Hook::Ingress, error_chain(&e)))?;
-                hooked.created_clsact = true;
+                ClsactMarker::of(ep.ifindex).create();
             } else if removed > 0 && clsact_is_empty(&mut nl, ep.ifindex) {
-                // A killed cnet most likely added this qdisc; adopt it so it
-                // is removed when we are done.
-                hooked.created_clsact = true;
+                // A killed cnet most likely added this qdisc before the
+                // marker existed; adopt it so it is removed when we are done.
+                ClsactMarker::of(ep.ifindex).create();
             }
         }
         for hook in Hook::ALL {
@@ -234,10 +261,13 @@ impl Capture {
                 }
             }
         }
-        if hooked.created_clsact {
+        // The last cnet to leave an interface removes the clsact qdisc that
+        // a cnet added, whichever cnet that was.
+        let marker = ClsactMarker::of(ifindex);
+        if !self.tcx && marker.exists() {
             if let Ok(mut nl) = Netlink::open() {
-                if clsact_is_empty(&mut nl, ifindex) {
-                    let _ = nl.delete_clsact(ifindex);
+                if clsact_is_empty(&mut nl, ifindex) && nl.delete_clsact(ifindex).is_ok() {
+                    marker.remove();
                 }
             }
         }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::attach::{AttachMode, Capture, LoadOptions};
 use crate::collect::{self, Clock};
 use crate::resolve::{self, Endpoint, Target};
-use crate::sinks::pcapng::PcapngSink;
+use crate::sinks::pcapng::{BlockFile, PcapngSink};
 use crate::sinks::print::Printer;
 use crate::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
 use crate::privileges;
@@ -43,6 +44,10 @@ pub struct CaptureOptions {
     pub ebpf_log: bool,
     /// Suppress the "capturing on" and status lines (the summary stays).
     pub quiet: bool,
+    /// Permissions of a created output file.
+    pub file_mode: u32,
+    /// Switch to this user after attaching (`-Z`).
+    pub drop_to: Option<privileges::User>,
 }
 
 /// What a finished capture reports.
@@ -77,12 +82,17 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
     let (mut sink, live): (Box<dyn Sink>, bool) = match &opts.output {
         Output::Print => (Box::new(Printer::new(io::BufWriter::new(io::stdout()))), true),
         Output::Stdout => {
-            let w = io::BufWriter::with_capacity(1 << 16, io::stdout());
-            (Box::new(PcapngSink::new(w, &os)?), true)
+            // A File on a duplicate of fd 1: std's Stdout is line-buffered,
+            // which would split binary output at every 0x0a byte.
+            let fd = io::stdout().as_fd().try_clone_to_owned().context("cannot use standard output")?;
+            (Box::new(PcapngSink::new(File::from(fd), &os)?), true)
         }
         Output::File(path) => {
-            let f = File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-            let w = io::BufWriter::with_capacity(1 << 20, f);
+            let file = open_output(path, opts.file_mode)?;
+            if let Some(user) = &opts.drop_to {
+                privileges::chown_to(&file, user).with_context(|| format!("cannot hand {} to {}", path.display(), user.name))?;
+            }
+            let w = BlockFile::new(file).with_context(|| format!("cannot write {}", path.display()))?;
             (Box::new(PcapngSink::new(w, &os).with_context(|| format!("cannot write {}", path.display()))?), false)
         }
     };
@@ -104,6 +114,12 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
         sink.add_interface(&iface)?;
         by_ifindex.insert(ep.ifindex, ifaces.len());
         ifaces.push(iface);
+    }
+    if let Some(user) = &opts.drop_to {
+        // What is still needed after attaching: removing cls_bpf filters at
+        // exit needs CAP_NET_ADMIN; TCX links go away with their fds.
+        let keep: &[u32] = if capture.mode_name() == "clsact" { &[privileges::CAP_NET_ADMIN] } else { &[] };
+        privileges::drop_to(user, keep).with_context(|| format!("cannot switch to user {}", user.name))?;
     }
     if !opts.quiet {
         let names: Vec<String> = ifaces.iter().map(|i| describe(&i.endpoint)).collect();
@@ -306,6 +322,34 @@ fn register<T: std::os::fd::AsRawFd>(inner: T) -> io::Result<AsyncFd<T>> {
     // SAFETY: `inner` owns its file descriptor and keeps it open and
     // unchanged for as long as the AsyncFd holds it.
     unsafe { AsyncFd::register_with_interest(inner, Interest::READABLE) }.map_err(io::Error::from)
+}
+
+/// Opens the `-w` file: never through a symbolic link (cnet runs as root and
+/// must not be tricked into overwriting another file), created or truncated
+/// with `mode` permissions.
+fn open_output(path: &std::path::Path, mode: u32) -> Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                anyhow::anyhow!("refusing to write {}: it is a symbolic link; give the path of a regular file", path.display())
+            } else {
+                anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
+            }
+        })?;
+    let meta = file.metadata().with_context(|| format!("cannot write {}", path.display()))?;
+    if meta.is_file() {
+        // An existing file keeps its old permissions on open: set ours.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
+    }
+    Ok(file)
 }
 
 fn output_context(o: &Output) -> String {

@@ -88,6 +88,13 @@ pub struct CaptureArgs {
     /// Only print the closing summary on stderr.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Permissions of the -w file, in octal.
+    #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
+    pub mode: u32,
+    /// After attaching, switch to USER (like tcpdump); the -w file is
+    /// created for that user.
+    #[arg(short = 'Z', long = "relinquish-privileges", value_name = "USER")]
+    pub user: Option<String>,
     /// Command-line order of the target flags (see `Cli::parse_ordered`).
     #[arg(skip)]
     pub order: Vec<(usize, &'static str, usize)>,
@@ -128,6 +135,18 @@ impl CaptureArgs {
             attach: self.attach,
             ebpf_log: self.ebpf_log,
             quiet: self.quiet,
+            file_mode: self.mode,
+            drop_to: match &self.user {
+                Some(u) => Some(crate::privileges::User::lookup(u).map_err(|e| anyhow::anyhow!("-Z: {e}"))?),
+                None => None,
+            },
         })
+    }
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    match u32::from_str_radix(s.trim_start_matches("0o"), 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!("{s:?} is not an octal file mode such as 600 or 640")),
     }
 }

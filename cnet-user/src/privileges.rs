@@ -2,7 +2,7 @@
 //! user gets a sentence naming what is missing instead of a raw EPERM.
 
 /// Capability bits (linux/capability.h).
-const CAP_NET_ADMIN: u32 = 12;
+pub const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
@@ -45,4 +45,86 @@ pub struct MissingCapabilities {
 pub fn check(enters_netns: bool) -> Result<(), MissingCapabilities> {
     let missing = missing(enters_netns);
     if missing.is_empty() { Ok(()) } else { Err(MissingCapabilities { missing, enters_netns }) }
+}
+
+/// A user to switch to with `-Z`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl User {
+    /// Looks a user up by name (or numeric uid).
+    pub fn lookup(name: &str) -> Result<User, String> {
+        let c = std::ffi::CString::new(name).map_err(|_| format!("invalid user name {name:?}"))?;
+        // SAFETY: getpwnam returns NULL or a pointer to static storage that
+        // we copy out of before any other passwd call.
+        let pw = unsafe { libc::getpwnam(c.as_ptr()) };
+        if !pw.is_null() {
+            let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+            return Ok(User { name: name.to_string(), uid, gid });
+        }
+        if let Ok(uid) = name.parse::<u32>() {
+            return Ok(User { name: name.to_string(), uid, gid: uid });
+        }
+        Err(format!("no user named {name:?} (see /etc/passwd)"))
+    }
+}
+
+/// Gives an opened output file to `user`, so it owns what it captured.
+pub fn chown_to(file: &std::fs::File, user: &User) -> std::io::Result<()> {
+    std::os::unix::fs::fchown(file, Some(user.uid), Some(user.gid))
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Switches to `user` (groups, gid, uid, like tcpdump's -Z) keeping only the
+/// capabilities in `keep`, which the rest of the capture still needs.
+pub fn drop_to(user: &User, keep: &[u32]) -> std::io::Result<()> {
+    let last = || std::io::Error::last_os_error();
+    // SAFETY: plain syscalls with valid arguments; they only change this
+    // process's credentials.
+    unsafe {
+        if !keep.is_empty() && libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+            return Err(last());
+        }
+        if libc::setgroups(0, std::ptr::null()) != 0 {
+            return Err(last());
+        }
+        if libc::setresgid(user.gid, user.gid, user.gid) != 0 {
+            return Err(last());
+        }
+        if libc::setresuid(user.uid, user.uid, user.uid) != 0 {
+            return Err(last());
+        }
+    }
+    let mut data = [CapData::default(); 2];
+    for &cap in keep {
+        let (i, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
+        data[i].effective |= bit;
+        data[i].permitted |= bit;
+    }
+    let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    // SAFETY: capset with a v3 header and two data structs.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) };
+    if rc != 0 {
+        return Err(last());
+    }
+    Ok(())
 }

@@ -1,0 +1,211 @@
+//! Faults injected for real: SIGKILL mid-capture, ring-buffer overload, a
+//! full disk, symlinks at the output path, privilege drops and missing
+//! privileges, two captures on one interface.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Command;
+use std::time::Duration;
+
+use cnet::reader::read_file;
+use cnet_tests::{Cnet, Lab, TempDir, cnet_bin, cnet_output, hooked_programs, run, traffic, tshark_fields};
+
+/// tshark reads the whole file without complaint (no "cut short", exit 0).
+fn tshark_reads_cleanly(path: &std::path::Path) -> usize {
+    let out = Command::new("tshark").arg("-r").arg(path).args(["-T", "fields", "-e", "frame.number"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tshark failed on {}: {err}", path.display());
+    assert!(!err.contains("cut short") && !err.contains("appears to be damaged"), "{err}");
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn sigkill_mid_capture_leaves_a_file_readable_up_to_the_last_flush() {
+    let lab = Lab::new(2).unwrap();
+    let dir = TempDir::new("kill").unwrap();
+    let file = dir.path().join("killed.pcapng");
+    let mut cnet = Cnet::start(&["capture", "--netns", &lab.host(0).netns, "-w", file.to_str().unwrap()]).unwrap();
+    let sent = traffic::udp_burst(&lab, 0, 1, 7101, "kill", 50).unwrap();
+    // Longer than the flush interval (250 ms), so everything sent is on disk.
+    std::thread::sleep(Duration::from_millis(800));
+    cnet.signal(libc::SIGKILL);
+    let _ = cnet.wait();
+    let n = tshark_reads_cleanly(&file);
+    let f = read_file(&file).unwrap_or_else(|(e, _)| panic!("{e}"));
+    assert_eq!(f.packets.len(), n);
+    for p in &sent {
+        assert!(f.packets.iter().any(|q| q.data.ends_with(p)), "datagram missing after SIGKILL");
+    }
+    // The next capture on the same target works.
+    let again = dir.path().join("again.pcapng");
+    let cnet = Cnet::start(&["capture", "--netns", &lab.host(0).netns, "-w", again.to_str().unwrap()]).unwrap();
+    traffic::udp_burst(&lab, 0, 1, 7102, "again", 3).unwrap();
+    let res = cnet.stop().unwrap();
+    assert!(res.status.success(), "{}", res.stderr);
+    assert_eq!(res.summary("captured"), Some(3));
+}
+
+#[test]
+fn ring_overload_drops_equal_the_reported_drop_counts() {
+    let lab = Lab::new(2).unwrap();
+    let dir = TempDir::new("overload").unwrap();
+    let file = dir.path().join("overload.pcapng");
+    // A one-page ring holds a couple of dozen records: a burst overflows it.
+    let cnet = Cnet::start(&["capture", "--netns", &lab.host(0).netns, "--netns", &lab.host(1).netns, "-B", "4", "-w", file.to_str().unwrap()]).unwrap();
+    let dst = std::net::SocketAddr::new(lab.host(1).ip.into(), 7103);
+    let rx = lab.in_ns(1, move || std::net::UdpSocket::bind(dst)).unwrap();
+    let tx = lab.in_ns(0, || std::net::UdpSocket::bind("0.0.0.0:0")).unwrap();
+    for i in 0..20_000u32 {
+        let _ = tx.send_to(&i.to_be_bytes(), dst);
+    }
+    drop(rx);
+    std::thread::sleep(Duration::from_millis(300));
+    let res = cnet.stop().unwrap();
+    assert!(res.status.success(), "{}", res.stderr);
+    let f = read_file(&file).unwrap_or_else(|(e, _)| panic!("{e}"));
+    let mut total_dropped = 0;
+    for (i, iface) in f.interfaces.iter().enumerate() {
+        let isb = f.stats.iter().find(|s| s.interface == i as u32).expect("an ISB per interface");
+        let in_file = f.packets.iter().filter(|p| p.interface == i as u32).count() as u64;
+        let seen = isb.ifrecv.unwrap();
+        let dropped = isb.ifdrop.unwrap();
+        assert_eq!(seen - in_file, dropped, "{}: seen {seen}, in file {in_file}, dropped {dropped}", iface.name);
+        assert_eq!(isb.usrdeliv, Some(in_file));
+        // The same figure in the per-interface summary line.
+        let line = res.stderr.lines().find(|l| l.starts_with(&format!("cnet: {} ", iface.name))).unwrap();
+        assert!(line.ends_with(&format!("{seen} seen, {in_file} captured, {dropped} dropped")), "{line}");
+        total_dropped += dropped;
+    }
+    assert!(total_dropped > 0, "the burst did not overflow the ring");
+    assert_eq!(res.summary("dropped by kernel"), Some(total_dropped));
+    assert_eq!(res.summary("captured"), Some(f.packets.len() as u64));
+}
+
+/// A small tmpfs mounted for one test, unmounted on drop.
+struct SmallFs(TempDir);
+
+impl SmallFs {
+    fn new(size: &str) -> SmallFs {
+        let dir = TempDir::new("tmpfs").unwrap();
+        run(&["mount", "-t", "tmpfs", "-o", &format!("size={size}"), "cnet-test", dir.path().to_str().unwrap()]).unwrap();
+        SmallFs(dir)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn full_disk_stops_with_a_clear_error_and_a_valid_file() {
+    let lab = Lab::new(2).unwrap();
+    let fs = SmallFs::new("2m");
+    let file = fs.0.path().join("full.pcapng");
+    let veth = lab.host(0).host_veth.clone();
+    let mut cnet = Cnet::start(&["capture", "-i", &veth, "-w", file.to_str().unwrap()]).unwrap();
+    let _ = traffic::tcp_exchange(&lab, 0, 1, 7104, traffic::pattern(16 << 20, 5), Vec::new());
+    let res = cnet.wait().unwrap();
+    assert!(!res.status.success(), "cnet should fail when the disk is full");
+    assert!(res.stderr.contains(&format!("cannot write {}", file.display())), "{}", res.stderr);
+    assert!(res.stderr.contains("No space left on device"), "{}", res.stderr);
+    assert!(hooked_programs(&veth).unwrap().is_empty());
+    assert!(tshark_reads_cleanly(&file) > 0);
+    assert!(read_file(&file).is_ok());
+}
+
+#[test]
+fn output_is_private_and_never_written_through_a_symlink() {
+    let lab = Lab::new(1).unwrap();
+    let veth = lab.host(0).host_veth.clone();
+    let dir = TempDir::new("mode").unwrap();
+
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let link = dir.path().join("link.pcapng");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let r = cnet_output(&["capture", "-i", &veth, "-w", link.to_str().unwrap(), "-c", "1"]).unwrap();
+    assert!(!r.status.success());
+    assert!(r.stderr.contains("it is a symbolic link"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(hooked_programs(&veth).unwrap().is_empty());
+
+    for (args, want) in [(vec![], 0o600), (vec!["--mode", "640"], 0o640)] {
+        let file = dir.path().join(format!("m{want:o}.pcapng"));
+        let mut a = vec!["capture", "-i", veth.as_str(), "-w", file.to_str().unwrap(), "--duration", "0.3"];
+        a.extend(args.iter().copied());
+        let r = cnet_output(&a).unwrap();
+        assert!(r.status.success(), "{}", r.stderr);
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, want);
+    }
+}
+
+#[test]
+fn relinquish_privileges_after_attaching() {
+    let lab = Lab::new(2).unwrap();
+    let dir = TempDir::new("dropz").unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for mode in ["tcx", "clsact"] {
+        let file = dir.path().join(format!("z-{mode}.pcapng"));
+        let cnet = Cnet::start(&["capture", "--netns", &lab.host(0).netns, "--attach", mode, "-Z", "nobody", "-w", file.to_str().unwrap()]).unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", cnet.pid())).unwrap();
+        let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert!(uid_line.split_whitespace().skip(1).all(|u| u == "65534"), "{uid_line}");
+        traffic::udp_burst(&lab, 0, 1, 7105, "dropz", 5).unwrap();
+        let res = cnet.stop().unwrap();
+        assert!(res.status.success(), "{mode}: {}", res.stderr);
+        assert_eq!(std::fs::metadata(&file).unwrap().uid(), 65534);
+        assert!(res.summary("captured").unwrap() >= 5);
+        assert!(hooked_programs(&lab.host(0).host_veth).unwrap().is_empty(), "{mode} left hooks after -Z");
+    }
+}
+
+#[test]
+fn without_privileges_the_error_names_the_capabilities() {
+    let lab = Lab::new(1).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .arg(cnet_bin())
+        .args(["capture", "--netns", &lab.host(0).netns])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for cap in ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_SYS_ADMIN"] {
+        assert!(err.contains(cap), "{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn two_captures_on_one_interface_both_get_every_packet() {
+    let lab = Lab::new(2).unwrap();
+    let veth = lab.host(0).host_veth.clone();
+    let dir = TempDir::new("two").unwrap();
+    for mode in ["tcx", "clsact"] {
+        let fa = dir.path().join(format!("a-{mode}.pcapng"));
+        let fb = dir.path().join(format!("b-{mode}.pcapng"));
+        let a = Cnet::start(&["capture", "-i", &veth, "--attach", mode, "-w", fa.to_str().unwrap()]).unwrap();
+        let b = Cnet::start(&["capture", "-i", &veth, "--attach", mode, "-w", fb.to_str().unwrap()]).unwrap();
+        assert_eq!(hooked_programs(&veth).unwrap().len(), 4, "{mode}");
+        let first = traffic::udp_burst(&lab, 0, 1, 7106, "both", 10).unwrap();
+        let ra = a.stop().unwrap();
+        assert!(ra.status.success(), "{}", ra.stderr);
+        // Stopping one leaves the other attached and capturing.
+        assert_eq!(hooked_programs(&veth).unwrap().len(), 2, "{mode}");
+        let second = traffic::udp_burst(&lab, 0, 1, 7107, "after", 10).unwrap();
+        let rb = b.stop().unwrap();
+        assert!(rb.status.success(), "{}", rb.stderr);
+        assert!(hooked_programs(&veth).unwrap().is_empty());
+        let qdisc = run(&["tc", "qdisc", "show", "dev", &veth]).unwrap();
+        assert!(!String::from_utf8_lossy(&qdisc.stdout).contains("clsact"), "clsact left behind ({mode})");
+        let count = |f: &std::path::Path, set: &[Vec<u8>]| {
+            let file = read_file(f).unwrap_or_else(|(e, _)| panic!("{e}"));
+            set.iter().filter(|p| file.packets.iter().any(|q| q.data.ends_with(p))).count()
+        };
+        assert_eq!(count(&fa, &first), 10, "{mode}: first capture");
+        assert_eq!(count(&fb, &first), 10, "{mode}: second capture");
+        assert_eq!(count(&fb, &second), 10, "{mode}: second capture after the first stopped");
+        assert_eq!(tshark_fields(&fb, None, &["frame.number"]).unwrap().len(), read_file(&fb).unwrap().packets.len());
+    }
+}
