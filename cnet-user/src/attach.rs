@@ -40,6 +40,8 @@ pub struct LoadOptions {
     pub ring_bytes: u32,
     pub ebpf_log: bool,
     pub mode: AttachMode,
+    /// (uid, gid) cnet will run as after attaching (`-Z`), if any.
+    pub run_as: Option<(u32, u32)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,11 +71,19 @@ impl ClsactMarker {
         ClsactMarker(std::path::PathBuf::from(format!("/run/cnet/clsact/{ns}-{ifindex}")))
     }
 
-    fn create(&self) {
+    /// `owner`: the user cnet switches to with -Z, who must be able to
+    /// remove the marker later (the folder is sticky and world-writable,
+    /// like /tmp).
+    fn create(&self, owner: Option<(u32, u32)>) {
+        use std::os::unix::fs::PermissionsExt;
         if let Some(dir) = self.0.parent() {
             let _ = std::fs::create_dir_all(dir);
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777));
         }
         let _ = std::fs::write(&self.0, b"");
+        if let Some((uid, gid)) = owner {
+            let _ = std::os::unix::fs::chown(&self.0, Some(uid), Some(gid));
+        }
     }
 
     fn exists(&self) -> bool {
@@ -92,6 +102,7 @@ pub struct Capture {
     tcx: bool,
     hooked: HashMap<u32, Hooked>,
     nr_cpus: usize,
+    run_as: Option<(u32, u32)>,
 }
 
 fn prog_name(hook: Hook) -> &'static str {
@@ -139,7 +150,7 @@ impl Capture {
                 .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0)),
         };
         let nr_cpus = aya::util::nr_cpus().map_err(|(what, e)| AttachError::Map(format!("{what}: {e}")))?;
-        Ok(Capture { ebpf, tcx, hooked: HashMap::new(), nr_cpus })
+        Ok(Capture { ebpf, tcx, hooked: HashMap::new(), nr_cpus, run_as: opts.run_as })
     }
 
     /// `tcx` or `clsact`.
@@ -208,11 +219,11 @@ impl Capture {
             let has = nl.has_clsact(ep.ifindex).map_err(|e| fail(Hook::Ingress, e.to_string()))?;
             if !has {
                 tc::qdisc_add_clsact(&ep.ifname).map_err(|e| fail(Hook::Ingress, error_chain(&e)))?;
-                ClsactMarker::of(ep.ifindex).create();
+                ClsactMarker::of(ep.ifindex).create(self.run_as);
             } else if removed > 0 && clsact_is_empty(&mut nl, ep.ifindex) {
                 // A killed cnet most likely added this qdisc before the
                 // marker existed; adopt it so it is removed when we are done.
-                ClsactMarker::of(ep.ifindex).create();
+                ClsactMarker::of(ep.ifindex).create(self.run_as);
             }
         }
         for hook in Hook::ALL {

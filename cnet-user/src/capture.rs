@@ -102,6 +102,7 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
         ring_bytes: opts.buffer_kib.saturating_mul(1024),
         ebpf_log: opts.ebpf_log,
         mode: opts.attach,
+        run_as: opts.drop_to.as_ref().map(|u| (u.uid, u.gid)),
     })?;
     let ring = capture.take_ring()?;
     let mut logger = if opts.ebpf_log { Some(register(capture.take_logger()?)?) } else { None };

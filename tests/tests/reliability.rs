@@ -157,6 +157,12 @@ fn relinquish_privileges_after_attaching() {
         assert_eq!(std::fs::metadata(&file).unwrap().uid(), 65534);
         assert!(res.summary("captured").unwrap() >= 5);
         assert!(hooked_programs(&lab.host(0).host_veth).unwrap().is_empty(), "{mode} left hooks after -Z");
+        let markers = std::fs::read_dir("/run/cnet/clsact").map(|d| d.count()).unwrap_or(0);
+        let ifindex = std::fs::read_to_string(format!("/sys/class/net/{}/ifindex", lab.host(0).host_veth)).unwrap();
+        assert!(
+            std::fs::read_dir("/run/cnet/clsact").map_or(true, |d| d.flatten().all(|e| !e.file_name().to_string_lossy().ends_with(&format!("-{}", ifindex.trim())))),
+            "{mode}: clsact marker left behind ({markers} markers)"
+        );
     }
 }
 
