@@ -25,8 +25,17 @@ fn sigkill_mid_capture_leaves_a_file_readable_up_to_the_last_flush() {
     let file = dir.path().join("killed.pcapng");
     let mut cnet = Cnet::start(&["capture", "--netns", &lab.host(0).netns, "-w", file.to_str().unwrap()]).unwrap();
     let sent = traffic::udp_burst(&lab, 0, 1, 7101, "kill", 50).unwrap();
-    // Longer than the flush interval (250 ms), so everything sent is on disk.
-    std::thread::sleep(Duration::from_millis(800));
+    // cnet flushes every 250 ms; wait until everything sent is on disk
+    // (bounded generously for a loaded CI machine), then kill it.
+    let t0 = std::time::Instant::now();
+    let all_on_disk = || {
+        read_file(&file).map_or_else(|(_, partial)| partial, |f| f).packets.iter().filter(|q| sent.iter().any(|p| q.data.ends_with(p))).count() == sent.len()
+    };
+    while !all_on_disk() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "packets not flushed to the file within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("all packets were on disk {:?} after sending", t0.elapsed());
     cnet.signal(libc::SIGKILL);
     let _ = cnet.wait();
     let n = tshark_reads_cleanly(&file);
