@@ -371,14 +371,24 @@ fn bad_input_fails_clearly_and_attaches_nothing() {
     assert!(r.stderr.contains("cannot write /nonexistent-dir/x.pcapng"), "{}", r.stderr);
     assert!(hooked_programs(&veth).unwrap().is_empty());
 
-    for r in [
-        cnet_output(&["capture", "-i", &veth, "-s", "abc"]).unwrap(),
-        cnet_output(&["capture", "-i", &veth, "-B", "0"]).unwrap(),
-        cnet_output(&["capture", "-i", &veth, "--duration", "-1"]).unwrap(),
+    for (args, says) in [
+        (vec!["-s", "abc"], "invalid value 'abc'"),
+        (vec!["-B", "0"], "invalid value '0'"),
+        (vec!["-B", "99999999"], "invalid value '99999999'"),
+        (vec!["-c", "0"], "invalid value '0'"),
+        (vec!["--duration=-1"], "--duration must be a positive number"),
+        (vec!["--duration", "nan"], "--duration must be a positive number"),
+        (vec!["--attach", "xdp"], "invalid value 'xdp'"),
+        (vec!["--mode", "999"], "is not an octal file mode"),
+        (vec!["-Z", "cnet-no-such-user"], "no user named"),
+        (vec!["--no-such-flag"], "unexpected argument"),
     ] {
-        assert!(!r.status.success());
+        let mut a = vec!["capture", "-i", veth.as_str()];
+        a.extend(args.iter().copied());
+        let r = cnet_output(&a).unwrap();
+        assert!(!r.status.success(), "{args:?}");
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-        assert!(r.stderr.contains("error"), "{}", r.stderr);
+        assert!(r.stderr.contains(says), "{args:?}: {}", r.stderr);
     }
     assert!(hooked_programs(&veth).unwrap().is_empty());
 }

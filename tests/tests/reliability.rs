@@ -224,3 +224,80 @@ fn two_captures_on_one_interface_both_get_every_packet() {
         assert_eq!(tshark_fields(&fb, None, &["frame.number"]).unwrap().len(), read_file(&fb).unwrap().packets.len());
     }
 }
+
+/// Sends raw Ethernet frames out of host `i`'s eth0 through an AF_PACKET
+/// socket opened inside its namespace.
+fn send_raw_frames(lab: &Lab, i: usize, frames: Vec<Vec<u8>>) {
+    lab.in_ns(i, move || {
+        // SAFETY: plain socket calls on a socket we own; sockaddr_ll is
+        // fully initialised.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+            let ifindex = libc::if_nametoindex(c"eth0".as_ptr());
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_ifindex = ifindex as i32;
+            addr.sll_halen = 6;
+            for f in &frames {
+                let n = libc::sendto(fd, f.as_ptr().cast(), f.len(), 0, (&addr as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32);
+                assert_eq!(n, f.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+        }
+    })
+}
+
+fn ether(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01];
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn malformed_frames_are_captured_and_printed_without_panic() {
+    let lab = Lab::new(2).unwrap();
+    let ipv4 = |ihl_ver: u8, total: u16, proto: u8, rest: &[u8]| {
+        let mut h = vec![ihl_ver, 0, (total >> 8) as u8, total as u8, 0, 1, 0, 0, 64, proto, 0, 0, 10, 213, 0, 10, 10, 213, 0, 11];
+        h.extend_from_slice(rest);
+        h
+    };
+    let frames = vec![
+        ether(0x0800, &[0x45]),                                  // IPv4 header cut after one byte
+        ether(0x0800, &ipv4(0x4f, 60, 6, &[0; 4])),              // IHL 15 (60 bytes) with 24 present
+        ether(0x0800, &ipv4(0x43, 20, 17, &[0; 8])),             // IHL 3: below the minimum
+        ether(0x0800, &ipv4(0x45, 9000, 17, &[0, 53, 0, 53, 0, 200, 0, 0])), // total length beyond the frame
+        ether(0x0800, &ipv4(0x45, 30, 6, &[0x1f, 0x90, 0, 80, 0, 0])),       // TCP header cut short
+        ether(0x0800, &ipv4(0x46, 48, 6, &[0x44, 0x08, 0, 0, 0x1f, 0x90, 0, 80])), // IP options, TCP truncated
+        ether(0x86dd, &[0x60, 0, 0, 0, 0, 40, 0, 64]),           // IPv6 header cut short
+        ether(0x86dd, &{
+            let mut v = vec![0x60, 0, 0, 0, 0, 16, 0, 64]; // hop-by-hop claiming more than there is
+            v.extend_from_slice(&[0; 32]);
+            v.extend_from_slice(&[17, 200, 0, 0, 0, 0, 0, 0]);
+            v
+        }),
+        ether(0x0806, &[0, 1, 8, 0, 6]),                         // ARP cut short
+        ether(0x88b5, &[1, 2, 3]),                               // unknown ethertype
+        ether(0x0800, &[]),                                      // nothing after Ethernet
+    ];
+    let count = frames.len();
+    let dir = TempDir::new("malformed").unwrap();
+    let file = dir.path().join("m.pcapng");
+    let printer = Cnet::start(&["capture", "--netns", &lab.host(0).netns]).unwrap();
+    let writer = Cnet::start(&["capture", "--netns", &lab.host(0).netns, "-w", file.to_str().unwrap()]).unwrap();
+    send_raw_frames(&lab, 0, frames);
+    std::thread::sleep(Duration::from_millis(300));
+    let printed = printer.stop().unwrap();
+    let written = writer.stop().unwrap();
+    for r in [&printed, &written] {
+        assert!(r.status.success(), "{}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    }
+    let out_lines: Vec<&str> = printed.stdout.lines().filter(|l| l.contains(" out ")).collect();
+    eprintln!("{}", out_lines.join("\n"));
+    assert!(out_lines.len() >= count, "{}", printed.stdout);
+    let f = read_file(&file).unwrap_or_else(|(e, _)| panic!("{e}"));
+    assert!(f.packets.len() >= count);
+    assert!(tshark_reads_cleanly(&file) >= count);
+}
