@@ -23,6 +23,22 @@ pub enum Link {
     Ethernet,
     /// Bare IPv4/IPv6 (LINKTYPE_RAW).
     Raw,
+    /// Linux cooked capture v1 (`tcpdump -i any`): a 16-byte header
+    /// ending in the EtherType.
+    LinuxSll,
+}
+
+impl Link {
+    /// The link of a pcap/pcapng LINKTYPE_* value, if cnet can decode it.
+    pub fn from_linktype(linktype: u32) -> Option<Link> {
+        match linktype {
+            1 => Some(Link::Ethernet),
+            // LINKTYPE_RAW, and DLT_RAW's value on some BSDs; IPv4; IPv6.
+            101 | 12 | 14 | 228 | 229 => Some(Link::Raw),
+            113 => Some(Link::LinuxSll),
+            _ => None,
+        }
+    }
 }
 
 /// What could be decoded of one packet. Absent layers are `None`.
@@ -140,11 +156,18 @@ pub fn decode(link: Link, data: &[u8]) -> Decoded {
     let parsed = match link {
         Link::Ethernet => LaxSlicedPacket::from_ethernet(data).ok(),
         Link::Raw => LaxSlicedPacket::from_ip(data).ok(),
+        Link::LinuxSll => data
+            .get(16..)
+            .map(|rest| LaxSlicedPacket::from_ether_type(etherparse::EtherType(u16::from_be_bytes([data[14], data[15]])), rest)),
     };
     let p = match parsed {
         Some(p) => p,
         None => {
-            d.truncated = Some(if link == Link::Raw { "ip" } else { "ether" }.into());
+            d.truncated = Some(match link {
+                Link::Raw => "ip",
+                Link::Ethernet => "ether",
+                Link::LinuxSll => "sll",
+            }.into());
             return d;
         }
     };
@@ -587,7 +610,7 @@ mod tests {
         /// Arbitrary bytes: decode, summarize and serialize never panic.
         #[test]
         fn decoder_never_panics_on_random_bytes(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
-            for link in [Link::Ethernet, Link::Raw] {
+            for link in [Link::Ethernet, Link::Raw, Link::LinuxSll] {
                 let d = decode(link, &data);
                 let _ = d.summary();
                 serde_json::to_string(&d).unwrap();

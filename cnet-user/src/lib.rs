@@ -13,6 +13,7 @@ pub mod decode;
 pub mod netlink;
 pub mod netns;
 pub mod privileges;
+pub mod readback;
 pub mod reader;
 pub mod resolve;
 pub mod sinks;

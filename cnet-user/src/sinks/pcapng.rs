@@ -155,24 +155,43 @@ impl<W: Write> Sink for PcapngSink<W> {
 
     fn finish(&mut self, stats: &[IfaceStats]) -> io::Result<()> {
         for (id, s) in stats.iter().enumerate() {
-            let isb = InterfaceStatisticsBlock {
-                interface_id: id as u32,
-                timestamp: Duration::from_nanos(s.end_ns),
-                options: vec![
-                    InterfaceStatisticsOption::IsbStartTime(Duration::from_nanos(s.start_ns)),
-                    InterfaceStatisticsOption::IsbEndTime(Duration::from_nanos(s.end_ns)),
-                    InterfaceStatisticsOption::IsbIfRecv(s.kernel.seen),
-                    // Packets the ring buffer had no room for: what tcpdump
-                    // calls "dropped by kernel" and dumpcap records here.
-                    InterfaceStatisticsOption::IsbIfDrop(s.kernel.lost),
-                    InterfaceStatisticsOption::IsbFilterAccept(s.kernel.matched),
-                    InterfaceStatisticsOption::IsbOsDrop(0),
-                    InterfaceStatisticsOption::IsbUsrDeliv(s.delivered),
-                ],
-            };
-            self.writer.write_pcapng_block(isb).map_err(write_err)?;
+            let options = vec![
+                InterfaceStatisticsOption::IsbStartTime(Duration::from_nanos(s.start_ns)),
+                InterfaceStatisticsOption::IsbEndTime(Duration::from_nanos(s.end_ns)),
+                InterfaceStatisticsOption::IsbIfRecv(s.kernel.seen),
+                // Packets the ring buffer had no room for: what tcpdump
+                // calls "dropped by kernel" and dumpcap records here.
+                InterfaceStatisticsOption::IsbIfDrop(s.kernel.lost),
+                InterfaceStatisticsOption::IsbFilterAccept(s.kernel.matched),
+                InterfaceStatisticsOption::IsbOsDrop(0),
+                InterfaceStatisticsOption::IsbUsrDeliv(s.delivered),
+            ];
+            self.write_isb(id as u32, s.end_ns, options)?;
         }
         self.flush()
+    }
+}
+
+impl<W: Write> PcapngSink<W> {
+    /// Closes one file of a rotated capture: an ISB per interface with the
+    /// period the file covers and the packets it holds (kernel counters
+    /// are only known at the end of the capture).
+    pub fn finish_part(&mut self, start_ns: u64, end_ns: u64, delivered: &[u64]) -> io::Result<()> {
+        for (id, n) in delivered.iter().enumerate() {
+            let options = vec![
+                InterfaceStatisticsOption::IsbStartTime(Duration::from_nanos(start_ns)),
+                InterfaceStatisticsOption::IsbEndTime(Duration::from_nanos(end_ns)),
+                InterfaceStatisticsOption::IsbUsrDeliv(*n),
+            ];
+            self.write_isb(id as u32, end_ns, options)?;
+        }
+        self.flush()
+    }
+
+    fn write_isb(&mut self, id: u32, ts_ns: u64, options: Vec<InterfaceStatisticsOption<'static>>) -> io::Result<()> {
+        let isb = InterfaceStatisticsBlock { interface_id: id, timestamp: Duration::from_nanos(ts_ns), options };
+        self.writer.write_pcapng_block(isb).map_err(write_err)?;
+        Ok(())
     }
 }
 
