@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::collect::{self, Clock};
 use crate::resolve::{self, Endpoint, Target};
 use crate::sinks::pcapng::PcapngSink;
 use crate::sinks::print::Printer;
+use crate::sinks::rotate::{RotatingSink, Rotation};
 use crate::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
 use crate::privileges;
 
@@ -29,6 +31,8 @@ pub enum Output {
     File(PathBuf),
     /// pcapng to stdout (`-w -`).
     Stdout,
+    /// A series of pcapng files (`-C`, `-G`, `-W`).
+    Rotate(Rotation),
 }
 
 #[derive(Clone, Debug)]
@@ -43,6 +47,8 @@ pub struct CaptureOptions {
     pub ebpf_log: bool,
     /// Suppress the "capturing on" and status lines (the summary stays).
     pub quiet: bool,
+    /// Keep only packets in this direction (relative to the target).
+    pub direction: Option<Direction>,
 }
 
 /// What a finished capture reports.
@@ -71,16 +77,26 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
     // Open the output before attaching anything: a bad path must leave
     // nothing behind.
     let os = os_description();
-    let (mut sink, live): (Box<dyn Sink>, bool) = match &opts.output {
-        Output::Print => (Box::new(Printer::new(io::BufWriter::new(io::stdout()))), true),
+    // `live`: flush after every batch (pipes, fifos, terminals) rather than
+    // every FLUSH_INTERVAL. `watch`: a pipe whose reader may go away.
+    let (mut sink, live, watch): (Box<dyn Sink>, bool, Option<RawFd>) = match &opts.output {
+        Output::Print => (Box::new(Printer::new(io::BufWriter::new(io::stdout()))), true, pipe_fd(&io::stdout())),
         Output::Stdout => {
             let w = io::BufWriter::with_capacity(1 << 16, io::stdout());
-            (Box::new(PcapngSink::new(w, &os)?), true)
+            (Box::new(PcapngSink::new(w, &os)?), true, pipe_fd(&io::stdout()))
         }
         Output::File(path) => {
+            // A fifo (Wireshark's extcap pipe, or `mkfifo`) opens once a
+            // reader is there, and is then treated like stdout.
             let f = File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-            let w = io::BufWriter::with_capacity(1 << 20, f);
-            (Box::new(PcapngSink::new(w, &os).with_context(|| format!("cannot write {}", path.display()))?), false)
+            let fd = pipe_fd(&f);
+            let live = !f.metadata().map(|m| m.file_type().is_file()).unwrap_or(false);
+            let w = io::BufWriter::with_capacity(if live { 1 << 16 } else { 1 << 20 }, f);
+            (Box::new(PcapngSink::new(w, &os).with_context(|| format!("cannot write {}", path.display()))?), live, fd)
+        }
+        Output::Rotate(r) => {
+            let sink = RotatingSink::new(r.clone(), &os).with_context(|| format!("cannot write {}", r.pattern))?;
+            (Box::new(sink), false, None)
         }
     };
 
@@ -121,8 +137,10 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
         captured: 0,
         limit: opts.count.unwrap_or(u64::MAX),
         bad_records: 0,
+        direction: opts.direction,
     };
-    let status_line = !opts.quiet && matches!(opts.output, Output::File(_)) && io::stderr().is_terminal();
+    let status_line =
+        !opts.quiet && matches!(opts.output, Output::File(_) | Output::Rotate(_)) && !live && io::stderr().is_terminal();
 
     let mut ring = register(ring)?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -153,6 +171,12 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
             }
             _ = tick.tick() => {
                 if let Err(e) = sink.flush() { write_error = Some(e); break 'outer; }
+                // A reader that closed the pipe is noticed here even when no
+                // packets arrive to fail a write.
+                if watch.is_some_and(reader_gone) {
+                    write_error = Some(io::ErrorKind::BrokenPipe.into());
+                    break 'outer;
+                }
                 if status_line && status_due.elapsed() >= Duration::from_secs(1) {
                     status_due = std::time::Instant::now();
                     let c = capture.counters().unwrap_or_default();
@@ -231,6 +255,7 @@ struct Dispatch<'a> {
     captured: u64,
     limit: u64,
     bad_records: u64,
+    direction: Option<Direction>,
 }
 
 impl Dispatch<'_> {
@@ -258,6 +283,9 @@ impl Dispatch<'_> {
             orig_len: rec.header.orig_len,
             data: rec.data,
         };
+        if self.direction.is_some_and(|d| d != pkt.dir) {
+            return Ok(true);
+        }
         sink.packet(iface, &pkt)?;
         self.delivered[idx] += 1;
         self.captured += 1;
@@ -291,9 +319,32 @@ fn register<T: std::os::fd::AsRawFd>(inner: T) -> io::Result<AsyncFd<T>> {
     unsafe { AsyncFd::register_with_interest(inner, Interest::READABLE) }.map_err(io::Error::from)
 }
 
+/// The descriptor of `f` if it is a pipe or socket (whose reader can leave).
+fn pipe_fd(f: &impl AsRawFd) -> Option<RawFd> {
+    let fd = f.as_raw_fd();
+    // SAFETY: fstat on a descriptor we hold, into a zeroed stat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    let kind = st.st_mode & libc::S_IFMT;
+    (kind == libc::S_IFIFO || kind == libc::S_IFSOCK).then_some(fd)
+}
+
+/// Whether the reading end of the pipe `fd` has been closed: Linux reports
+/// POLLERR on a pipe's write end once it has no readers (POLLHUP for a
+/// socket whose peer is gone).
+fn reader_gone(fd: RawFd) -> bool {
+    let mut p = libc::pollfd { fd, events: 0, revents: 0 };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
 fn output_context(o: &Output) -> String {
     match o {
         Output::File(p) => format!("cannot write {}", p.display()),
+        Output::Rotate(r) => format!("cannot write {}", r.pattern),
         Output::Stdout => "cannot write to standard output".into(),
         Output::Print => "cannot write to standard output".into(),
     }
