@@ -143,6 +143,55 @@ fn tshark_reads_the_live_pipe_and_closing_it_ends_the_capture() {
     assert_unhooked(&a.host_veth);
 }
 
+/// cnet's own share of the live latency: time from sending a datagram to
+/// its bytes arriving on cnet's stdout pipe (tshark adds its dumpcap
+/// stage on top).
+#[test]
+fn live_pipe_delivers_each_packet_promptly() {
+    let lab = Lab::new(2).unwrap();
+    let a = lab.host(0).clone();
+    let mut cnet = Cnet::start(&["capture", "--netns", &a.netns, "-w", "-"]).unwrap();
+    let mut stdout = cnet.take_stdout().unwrap();
+    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        loop {
+            match std::io::Read::read(&mut stdout, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut latencies = Vec::new();
+    for i in 0..5u32 {
+        let t0 = Instant::now();
+        let sent = traffic::udp_burst(&lab, 0, 1, 7151, "pipe", i + 1).unwrap();
+        let want = sent.last().unwrap().clone();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let arrived = loop {
+            let (t, chunk) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("datagram not on the pipe");
+            seen.extend_from_slice(&chunk);
+            if seen.windows(want.len()).any(|w| w == want.as_slice()) {
+                break t;
+            }
+        };
+        latencies.push(arrived - t0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("cnet stdout latency (send → bytes on the pipe): {latencies:?}");
+    for l in &latencies {
+        assert!(*l < Duration::from_secs(1), "latency {l:?}");
+    }
+    let res = cnet.stop().unwrap();
+    assert!(res.status.success(), "{}", res.stderr);
+    reader.join().unwrap();
+}
+
 #[test]
 fn extcap_interfaces_capture_through_tshark() {
     let lab = Lab::new(2).unwrap();
@@ -195,6 +244,11 @@ fn extcap_interfaces_capture_through_tshark() {
         assert!(r[1].contains(&format!("ns={} ", a.netns)) && r[1].ends_with("dir=out"), "{r:?}");
         assert_eq!(r[2], "0x00000002");
     }
+    // dumpcap's copy of cnet's stream reads back with cnet's labels.
+    let lines = cnet_read(&["read", file.to_str().unwrap()]);
+    let ours = lines.iter().filter(|l| l.contains(&format!(" > {}.7201: UDP", lab.host(1).ip))).count();
+    assert_eq!(ours, 5, "{lines:#?}");
+    assert!(lines.iter().all(|l| l.contains(&format!(" netns:{} eth0 ", a.netns))), "{lines:#?}");
     // Wireshark stopped cnet: nothing left hooked.
     assert_unhooked(&a.host_veth);
 
@@ -316,6 +370,20 @@ fn read_prints_cnet_and_tcpdump_files() {
     let j = json_lines(&["read", "--json", td_file.to_str().unwrap()]);
     assert!(j.iter().all(|p| p.get("owner").is_none() && p["ts_ns"].as_u64().unwrap() % 1000 == 0));
     check_json_against_tshark(&td_file, &j);
+
+    // The same packets as pcapng written by tshark (microsecond if_tsresol
+    // by default): identical timestamps and decode.
+    let td_ng = dir.path().join("td.pcapng");
+    let out = Command::new("tshark").args(["-F", "pcapng", "-r"]).arg(&td_file).arg("-w").arg(&td_ng).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let strip = |mut v: Vec<serde_json::Value>| {
+        for p in &mut v {
+            p.as_object_mut().unwrap().remove("interface");
+        }
+        v
+    };
+    let ng = strip(json_lines(&["read", "--json", td_ng.to_str().unwrap()]));
+    assert_eq!(ng, strip(j));
 }
 
 /// Every (interface, payload) of the numbered datagrams in the files, with
