@@ -142,6 +142,10 @@ pub async fn run(args: &[String]) -> Result<()> {
         Some("uninstall") => return uninstall(&args[1..]),
         _ => {}
     }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("Wireshark runs `cnet extcap --extcap-interfaces …`; set it up with:\n  cnet extcap install [--user|--system]\n  cnet extcap uninstall [--user|--system]");
+        return Ok(());
+    }
     let call = parse(args);
     let version = env!("CARGO_PKG_VERSION");
     if call.interfaces || (call.version && call.interface.is_none()) {

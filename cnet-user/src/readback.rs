@@ -184,8 +184,14 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
         Some(e) => return Err(e).context("cannot write to standard output"),
         None => {}
     }
-    result.map_err(|(e, _)| e).context("reading stopped early")?;
-    Ok(printed)
+    match result {
+        Ok(_) => Ok(printed),
+        // The message already names the file and the cause; no chain.
+        Err((e @ reader::ReadError::Malformed { .. }, _)) => {
+            anyhow::bail!("{e}; the file is damaged or was cut short")
+        }
+        Err((e, _)) => anyhow::bail!("{e}"),
+    }
 }
 
 #[cfg(test)]
