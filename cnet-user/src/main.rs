@@ -21,6 +21,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Capture(mut args) => {
                 if let Some(file) = args.read.take() {
+                    if !args.interfaces.is_empty() || !args.netns.is_empty() || !args.pids.is_empty() || args.write.is_some() {
+                        anyhow::bail!("-r reads a file instead of capturing: drop -i, --netns, --pid and -w, or drop -r");
+                    }
                     // `cnet capture -r FILE`, tcpdump's way of reading a file.
                     let opts = readback::ReadOptions {
                         path: file,

@@ -346,6 +346,8 @@ fn read_prints_cnet_and_tcpdump_files() {
     assert!(lines.iter().any(|l| l.contains("Flags [S], seq") && l.contains("options [mss")), "{lines:#?}");
     // The same lines through tcpdump's muscle memory.
     assert_eq!(cnet_read(&["capture", "-r", cnet_file.to_str().unwrap()]), lines);
+    let mixed = cnet_output(&["capture", "-r", cnet_file.to_str().unwrap(), "--netns", &a.netns]).unwrap();
+    assert!(!mixed.status.success() && mixed.stderr.contains("-r reads a file"), "{}", mixed.stderr);
 
     // Selection.
     assert_eq!(cnet_read(&["read", "--container", &a.netns, cnet_file.to_str().unwrap()]).len(), lines.len());
