@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,8 +16,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::attach::{AttachMode, Capture, LoadOptions};
 use crate::collect::{self, Clock};
 use crate::resolve::{self, Endpoint, Target};
-use crate::sinks::pcapng::{BlockFile, PcapngSink};
+use crate::sinks::pcapng::{BlockFile, PcapngSink, create_output};
 use crate::sinks::print::Printer;
+use crate::sinks::rotate::{RotatingSink, Rotation};
 use crate::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
 use crate::privileges;
 
@@ -30,6 +31,8 @@ pub enum Output {
     File(PathBuf),
     /// pcapng to stdout (`-w -`).
     Stdout,
+    /// A series of pcapng files (`-C`, `-G`, `-W`).
+    Rotate(Rotation),
 }
 
 #[derive(Clone, Debug)]
@@ -48,6 +51,8 @@ pub struct CaptureOptions {
     pub file_mode: u32,
     /// Switch to this user after attaching (`-Z`).
     pub drop_to: Option<privileges::User>,
+    /// Keep only packets in this direction (relative to the target).
+    pub direction: Option<Direction>,
 }
 
 /// What a finished capture reports.
@@ -79,21 +84,31 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
     // Open the output before attaching anything: a bad path must leave
     // nothing behind.
     let os = os_description();
-    let (mut sink, live): (Box<dyn Sink>, bool) = match &opts.output {
-        Output::Print => (Box::new(Printer::new(io::BufWriter::new(io::stdout()))), true),
+    // `live`: flush after every batch (pipes, fifos, terminals) rather than
+    // every FLUSH_INTERVAL. `watch`: a pipe whose reader may go away.
+    let (mut sink, live, watch): (Box<dyn Sink>, bool, Option<RawFd>) = match &opts.output {
+        Output::Print => (Box::new(Printer::new(io::BufWriter::new(io::stdout()))), true, pipe_fd(&io::stdout())),
         Output::Stdout => {
             // A File on a duplicate of fd 1: std's Stdout is line-buffered,
             // which would split binary output at every 0x0a byte.
             let fd = io::stdout().as_fd().try_clone_to_owned().context("cannot use standard output")?;
-            (Box::new(PcapngSink::new(File::from(fd), &os)?), true)
+            (Box::new(PcapngSink::new(File::from(fd), &os)?), true, pipe_fd(&io::stdout()))
         }
         Output::File(path) => {
-            let file = open_output(path, opts.file_mode)?;
+            let file = create_output(path, opts.file_mode)?;
+            // A fifo (Wireshark's extcap pipe, or `mkfifo`) opens once a
+            // reader is there, and is then treated like stdout.
+            let fd = pipe_fd(&file);
+            let live = !file.metadata().map(|m| m.file_type().is_file()).unwrap_or(false);
             if let Some(user) = &opts.drop_to {
                 privileges::chown_to(&file, user).with_context(|| format!("cannot hand {} to {}", path.display(), user.name))?;
             }
             let w = BlockFile::new(file).with_context(|| format!("cannot write {}", path.display()))?;
-            (Box::new(PcapngSink::new(w, &os).with_context(|| format!("cannot write {}", path.display()))?), false)
+            (Box::new(PcapngSink::new(w, &os).with_context(|| format!("cannot write {}", path.display()))?), live, fd)
+        }
+        Output::Rotate(r) => {
+            let sink = RotatingSink::new(r.clone(), &os).with_context(|| format!("cannot write {}", r.pattern))?;
+            (Box::new(sink), false, None)
         }
     };
 
@@ -141,8 +156,10 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
         captured: 0,
         limit: opts.count.unwrap_or(u64::MAX),
         bad_records: 0,
+        direction: opts.direction,
     };
-    let status_line = !opts.quiet && matches!(opts.output, Output::File(_)) && io::stderr().is_terminal();
+    let status_line =
+        !opts.quiet && matches!(opts.output, Output::File(_) | Output::Rotate(_)) && !live && io::stderr().is_terminal();
 
     let mut ring = register(ring)?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -187,6 +204,12 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
             }
             _ = tick.tick() => {
                 if let Err(e) = sink.flush() { write_error = Some(e); break 'outer; }
+                // A reader that closed the pipe is noticed here even when no
+                // packets arrive to fail a write.
+                if watch.is_some_and(reader_gone) {
+                    write_error = Some(io::ErrorKind::BrokenPipe.into());
+                    break 'outer;
+                }
                 if status_line && status_due.elapsed() >= Duration::from_secs(1) {
                     status_due = std::time::Instant::now();
                     let c = capture.counters().unwrap_or_default();
@@ -265,6 +288,7 @@ struct Dispatch<'a> {
     captured: u64,
     limit: u64,
     bad_records: u64,
+    direction: Option<Direction>,
 }
 
 impl Dispatch<'_> {
@@ -292,6 +316,9 @@ impl Dispatch<'_> {
             orig_len: rec.header.orig_len,
             data: rec.data,
         };
+        if self.direction.is_some_and(|d| d != pkt.dir) {
+            return Ok(true);
+        }
         sink.packet(iface, &pkt)?;
         self.delivered[idx] += 1;
         self.captured += 1;
@@ -325,37 +352,32 @@ fn register<T: std::os::fd::AsRawFd>(inner: T) -> io::Result<AsyncFd<T>> {
     unsafe { AsyncFd::register_with_interest(inner, Interest::READABLE) }.map_err(io::Error::from)
 }
 
-/// Opens the `-w` file: never through a symbolic link (cnet runs as root and
-/// must not be tricked into overwriting another file), created or truncated
-/// with `mode` permissions.
-fn open_output(path: &std::path::Path, mode: u32) -> Result<File> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                anyhow::anyhow!("refusing to write {}: it is a symbolic link; give the path of a regular file", path.display())
-            } else {
-                anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
-            }
-        })?;
-    let meta = file.metadata().with_context(|| format!("cannot write {}", path.display()))?;
-    if meta.is_file() {
-        // An existing file keeps its old permissions on open: set ours.
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
+/// The descriptor of `f` if it is a pipe or socket (whose reader can leave).
+fn pipe_fd(f: &impl AsRawFd) -> Option<RawFd> {
+    let fd = f.as_raw_fd();
+    // SAFETY: fstat on a descriptor we hold, into a zeroed stat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
     }
-    Ok(file)
+    let kind = st.st_mode & libc::S_IFMT;
+    (kind == libc::S_IFIFO || kind == libc::S_IFSOCK).then_some(fd)
+}
+
+/// Whether the reading end of the pipe `fd` has been closed: Linux reports
+/// POLLERR on a pipe's write end once it has no readers (POLLHUP for a
+/// socket whose peer is gone).
+fn reader_gone(fd: RawFd) -> bool {
+    let mut p = libc::pollfd { fd, events: 0, revents: 0 };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 fn output_context(o: &Output) -> String {
     match o {
         Output::File(p) => format!("cannot write {}", p.display()),
+        Output::Rotate(r) => format!("cannot write {}", r.pattern),
         Output::Stdout => "cannot write to standard output".into(),
         Output::Print => "cannot write to standard output".into(),
     }

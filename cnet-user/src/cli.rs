@@ -3,11 +3,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use anyhow::Context;
+
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::attach::AttachMode;
 use crate::capture::{CaptureOptions, Output};
+use crate::readback::ReadOptions;
 use crate::resolve::Target;
+use crate::sinks::Direction;
+use crate::sinks::rotate::Rotation;
 
 #[derive(Debug, Parser)]
 #[command(name = "cnet", version, about = "Capture container network traffic by name, with eBPF", long_about = None)]
@@ -49,6 +54,85 @@ fn target_order(m: &ArgMatches) -> Vec<(usize, &'static str, usize)> {
 pub enum Command {
     /// Capture packets from containers, namespaces or interfaces.
     Capture(CaptureArgs),
+    /// Print the packets of a pcapng or pcap file with cnet's labels.
+    Read(ReadArgs),
+    /// Wireshark extcap interface (`cnet extcap install` sets it up).
+    #[command(disable_help_flag = true)]
+    Extcap(ExtcapArgs),
+}
+
+/// Direction relative to the captured container or namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DirectionArg {
+    In,
+    Out,
+}
+
+impl From<DirectionArg> for Direction {
+    fn from(d: DirectionArg) -> Direction {
+        match d {
+            DirectionArg::In => Direction::In,
+            DirectionArg::Out => Direction::Out,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// pcapng or pcap file ("-" for standard input).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Only packets of this container or namespace (a container=, ns= or
+    /// pid= label, the owner such as netns:blue, or a host interface name).
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Only packets in this direction.
+    #[arg(long, value_enum)]
+    pub direction: Option<DirectionArg>,
+    /// One JSON object per packet (labels, timestamps, decoded headers).
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after COUNT packets.
+    #[arg(short = 'c', value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+}
+
+impl ReadArgs {
+    pub fn into_options(self) -> ReadOptions {
+        ReadOptions {
+            path: self.file,
+            container: self.container,
+            direction: self.direction.map(Direction::from),
+            json: self.json,
+            count: self.count,
+        }
+    }
+}
+
+/// Everything after `cnet extcap`, parsed by the extcap module: Wireshark
+/// passes options clap should not reject (`--extcap-version=4.0`, `--debug`).
+#[derive(Debug, Args)]
+pub struct ExtcapArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<String>,
+}
+
+/// `-C` size: millions of bytes like tcpdump, or with a k/m/g suffix
+/// KiB/MiB/GiB.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_lowercase()),
+        _ => (s, ' '),
+    };
+    let mult: u64 = match unit {
+        ' ' => 1_000_000,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => return Err(format!("unknown size suffix {unit:?}: use k, m or g")),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("{s:?} is not a size: use e.g. 100 (MB), 512k or 2g"))?;
+    n.checked_mul(mult).filter(|&b| b > 0).ok_or_else(|| format!("{s:?} must be between 1 byte and 16 EB"))
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +179,23 @@ pub struct CaptureArgs {
     /// created for that user.
     #[arg(short = 'Z', long = "relinquish-privileges", value_name = "USER")]
     pub user: Option<String>,
+    /// Keep only packets in this direction (relative to the container).
+    #[arg(long, value_enum)]
+    pub direction: Option<DirectionArg>,
+    /// Read packets from FILE instead of capturing (same as `cnet read FILE`).
+    #[arg(short = 'r', value_name = "FILE")]
+    pub read: Option<PathBuf>,
+    /// Start a new file when the current one is larger than SIZE (millions
+    /// of bytes, or with a k/m/g suffix).
+    #[arg(short = 'C', value_name = "SIZE", value_parser = parse_size)]
+    pub file_size: Option<u64>,
+    /// Start a new file every SECS seconds; -w is then a strftime pattern
+    /// (e.g. cap-%Y%m%d-%H%M%S.pcapng).
+    #[arg(short = 'G', value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rotate_secs: Option<u64>,
+    /// Keep at most N files (with -C alone: a ring FILE0 … FILE<N-1>).
+    #[arg(short = 'W', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub file_count: Option<u32>,
     /// Command-line order of the target flags (see `Cli::parse_ordered`).
     #[arg(skip)]
     pub order: Vec<(usize, &'static str, usize)>,
@@ -115,9 +216,25 @@ impl CaptureArgs {
                 _ => Target::Pid(self.pids[*n]),
             });
         }
+        let rotating = self.file_size.is_some() || self.rotate_secs.is_some() || self.file_count.is_some();
         let output = match self.write {
+            None if rotating => anyhow::bail!("-C, -G and -W need a file name: add -w FILE"),
             None => Output::Print,
+            Some(p) if p.as_os_str() == "-" && rotating => {
+                anyhow::bail!("-C, -G and -W rotate files, not standard output: name a file with -w FILE")
+            }
             Some(p) if p.as_os_str() == "-" => Output::Stdout,
+            Some(p) if rotating => {
+                let rotation = Rotation {
+                    pattern: p.to_str().context("the -w file name must be valid UTF-8 when rotating")?.to_string(),
+                    max_bytes: self.file_size,
+                    interval: self.rotate_secs.map(Duration::from_secs),
+                    max_files: self.file_count,
+                    mode: self.mode,
+                };
+                rotation.validate().map_err(anyhow::Error::msg)?;
+                Output::Rotate(rotation)
+            }
             Some(p) => Output::File(p),
         };
         let duration = match self.duration {
@@ -140,6 +257,7 @@ impl CaptureArgs {
                 Some(u) => Some(crate::privileges::User::lookup(u).map_err(|e| anyhow::anyhow!("-Z: {e}"))?),
                 None => None,
             },
+            direction: self.direction.map(Direction::from),
         })
     }
 }
@@ -148,5 +266,27 @@ fn parse_mode(s: &str) -> Result<u32, String> {
     match u32::from_str_radix(s.trim_start_matches("0o"), 8) {
         Ok(m) if m <= 0o777 => Ok(m),
         _ => Err(format!("{s:?} is not an octal file mode such as 600 or 640")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_like_tcpdump() {
+        assert_eq!(parse_size("1"), Ok(1_000_000));
+        assert_eq!(parse_size("100k"), Ok(102_400));
+        assert_eq!(parse_size("2M"), Ok(2 << 20));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("x").is_err());
+        assert!(parse_size("5q").is_err());
+    }
+
+    #[test]
+    fn extcap_takes_wireshark_arguments() {
+        let cli = Cli::try_parse_from(["cnet", "extcap", "--extcap-interfaces", "--extcap-version=4.0", "--debug"]).unwrap();
+        let Command::Extcap(a) = cli.command else { panic!() };
+        assert_eq!(a.args, ["--extcap-interfaces", "--extcap-version=4.0", "--debug"]);
     }
 }

@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use cnet::capture;
+use cnet::{capture, extcap, readback};
 use cnet::cli::{Cli, Command};
 
 fn main() -> ExitCode {
@@ -19,12 +19,31 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
-            Command::Capture(args) => {
+            Command::Capture(mut args) => {
+                if let Some(file) = args.read.take() {
+                    if !args.interfaces.is_empty() || !args.netns.is_empty() || !args.pids.is_empty() || args.write.is_some() {
+                        anyhow::bail!("-r reads a file instead of capturing: drop -i, --netns, --pid and -w, or drop -r");
+                    }
+                    // `cnet capture -r FILE`, tcpdump's way of reading a file.
+                    let opts = readback::ReadOptions {
+                        path: file,
+                        count: args.count,
+                        direction: args.direction.map(Into::into),
+                        ..Default::default()
+                    };
+                    readback::run(&opts)?;
+                    return anyhow::Ok(());
+                }
                 let opts = args.into_options()?;
                 let summary = capture::run(opts).await?;
                 capture::print_summary(&summary);
                 anyhow::Ok(())
             }
+            Command::Read(args) => {
+                readback::run(&args.into_options())?;
+                anyhow::Ok(())
+            }
+            Command::Extcap(args) => extcap::run(&args.args).await,
         }
     });
     match result {

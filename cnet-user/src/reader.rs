@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use pcap_file::DataLink;
@@ -80,20 +80,57 @@ pub fn parse_labels(comment: &str) -> BTreeMap<String, String> {
 /// Reads a whole file. A truncated or corrupt tail (a capture that was killed)
 /// ends the read with `Malformed`, keeping what came before in `partial`.
 pub fn read_file(path: &Path) -> Result<CaptureFile, (ReadError, CaptureFile)> {
+    let mut packets = Vec::new();
+    let mut out = CaptureFile::default();
+    let r = scan(path, &mut out, &mut |_, p| {
+        packets.push(p);
+        true
+    });
+    out.packets = packets;
+    match r {
+        Ok(()) => Ok(out),
+        Err(e) => Err((e, out)),
+    }
+}
+
+/// Streams the packets of a file (`-` = standard input) to `f` as they are
+/// read, with the interfaces known so far; `f` returns false to stop.
+/// Returns the file's interfaces and statistics (without packets).
+pub fn for_each_packet(
+    path: &Path,
+    mut f: impl FnMut(&CaptureFile, FilePacket) -> bool,
+) -> Result<CaptureFile, (ReadError, CaptureFile)> {
+    let mut out = CaptureFile::default();
+    match scan(path, &mut out, &mut f) {
+        Ok(()) => Ok(out),
+        Err(e) => Err((e, out)),
+    }
+}
+
+type OnPacket<'a> = dyn FnMut(&CaptureFile, FilePacket) -> bool + 'a;
+
+fn scan(path: &Path, out: &mut CaptureFile, f: &mut OnPacket<'_>) -> Result<(), ReadError> {
     let p = path.display().to_string();
-    let mut f = File::open(path).map_err(|source| (ReadError::Open { path: p.clone(), source }, CaptureFile::default()))?;
-    let mut magic = [0u8; 4];
-    let n = f.read(&mut magic).unwrap_or(0);
-    drop(f);
-    let f = BufReader::new(
-        File::open(path).map_err(|source| (ReadError::Open { path: p.clone(), source }, CaptureFile::default()))?,
-    );
-    match magic {
-        [0x0a, 0x0d, 0x0d, 0x0a] => read_pcapng(f, &p),
-        [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] | [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] => {
-            read_pcap(f, &p)
+    let source: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(File::open(path).map_err(|source| ReadError::Open { path: p.clone(), source })?)
+    };
+    let mut r = BufReader::with_capacity(1 << 16, source);
+    // Peek at the magic without consuming it, so pipes work too.
+    let magic: Vec<u8> = loop {
+        match r.fill_buf() {
+            Ok(b) => break b.iter().take(4).copied().collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(ReadError::Open { path: p, source }),
         }
-        _ => Err((ReadError::NotACapture { path: p, magic: magic[..n].to_vec() }, CaptureFile::default())),
+    };
+    match magic[..] {
+        [0x0a, 0x0d, 0x0d, 0x0a] => read_pcapng(r, &p, out, f),
+        [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] | [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] => {
+            read_pcap(r, &p, out, f)
+        }
+        _ => Err(ReadError::NotACapture { path: p, magic }),
     }
 }
 
@@ -101,20 +138,13 @@ fn malformed(path: &str, e: impl std::fmt::Display) -> ReadError {
     ReadError::Malformed { path: path.to_string(), msg: e.to_string() }
 }
 
-fn read_pcapng<R: Read>(r: R, path: &str) -> Result<CaptureFile, (ReadError, CaptureFile)> {
-    let mut out = CaptureFile::default();
-    let mut reader = match PcapNgReader::new(r) {
-        Ok(r) => r,
-        Err(e) => return Err((malformed(path, e), out)),
-    };
+fn read_pcapng<R: Read>(r: R, path: &str, out: &mut CaptureFile, f: &mut OnPacket<'_>) -> Result<(), ReadError> {
+    let mut reader = PcapNgReader::new(r).map_err(|e| malformed(path, e))?;
     // Interface ids restart in each section; keep a per-section base.
     let mut section_base = 0u32;
     loop {
         let Some(block) = reader.next_block() else { break };
-        let (block, _state) = match block {
-            Ok(b) => b,
-            Err(e) => return Err((malformed(path, e), out)),
-        };
+        let (block, _state) = block.map_err(|e| malformed(path, e))?;
         match block {
             Block::SectionHeader(_) => section_base = out.interfaces.len() as u32,
             Block::InterfaceDescription(idb) => {
@@ -145,7 +175,7 @@ fn read_pcapng<R: Read>(r: R, path: &str) -> Result<CaptureFile, (ReadError, Cap
                     }
                 }
                 let labels = comment.as_deref().map(parse_labels).unwrap_or_default();
-                out.packets.push(FilePacket {
+                let pkt = FilePacket {
                     ts_ns: epb.timestamp.as_nanos() as u64,
                     interface: section_base + epb.interface_id,
                     orig_len: epb.original_len,
@@ -153,7 +183,25 @@ fn read_pcapng<R: Read>(r: R, path: &str) -> Result<CaptureFile, (ReadError, Cap
                     direction,
                     comment,
                     labels,
-                });
+                };
+                if !f(out, pkt) {
+                    return Ok(());
+                }
+            }
+            Block::SimplePacket(spb) => {
+                // No interface id: SPBs belong to the section's first interface.
+                let pkt = FilePacket {
+                    ts_ns: 0,
+                    interface: section_base,
+                    orig_len: spb.original_len,
+                    data: spb.data.to_vec(),
+                    direction: None,
+                    comment: None,
+                    labels: BTreeMap::new(),
+                };
+                if !f(out, pkt) {
+                    return Ok(());
+                }
             }
             Block::InterfaceStatistics(isb) => {
                 let mut s = FileStats { interface: section_base + isb.interface_id, ..Default::default() };
@@ -172,23 +220,16 @@ fn read_pcapng<R: Read>(r: R, path: &str) -> Result<CaptureFile, (ReadError, Cap
             _ => {}
         }
     }
-    Ok(out)
+    Ok(())
 }
 
-fn read_pcap<R: Read>(r: R, path: &str) -> Result<CaptureFile, (ReadError, CaptureFile)> {
-    let mut out = CaptureFile::default();
-    let mut reader = match PcapReader::new(r) {
-        Ok(r) => r,
-        Err(e) => return Err((malformed(path, e), out)),
-    };
+fn read_pcap<R: Read>(r: R, path: &str, out: &mut CaptureFile, f: &mut OnPacket<'_>) -> Result<(), ReadError> {
+    let mut reader = PcapReader::new(r).map_err(|e| malformed(path, e))?;
     let header = reader.header();
     out.interfaces.push(FileInterface { linktype: u32::from(header.datalink), ..Default::default() });
     while let Some(p) = reader.next_packet() {
-        let p = match p {
-            Ok(p) => p,
-            Err(e) => return Err((malformed(path, e), out)),
-        };
-        out.packets.push(FilePacket {
+        let p = p.map_err(|e| malformed(path, e))?;
+        let pkt = FilePacket {
             ts_ns: p.timestamp().as_nanos() as u64,
             interface: 0,
             orig_len: p.orig_len(),
@@ -196,9 +237,12 @@ fn read_pcap<R: Read>(r: R, path: &str) -> Result<CaptureFile, (ReadError, Captu
             direction: None,
             comment: None,
             labels: BTreeMap::new(),
-        });
+        };
+        if !f(out, pkt) {
+            break;
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Whether a file's link type is Ethernet (else raw IP for cnet's purposes).

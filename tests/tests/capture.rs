@@ -8,7 +8,7 @@ use std::time::Duration;
 use cnet::reader::{CaptureFile, FilePacket, read_file};
 use cnet::sinks::Direction;
 use cnet_tests::{Cnet, Lab, TempDir, cnet_output, hooked_programs, traffic, tshark_fields};
-use etherparse::{SlicedPacket, TransportSlice, NetSlice};
+use etherparse::{SlicedPacket, TransportSlice};
 
 fn read(path: &Path) -> CaptureFile {
     match read_file(path) {

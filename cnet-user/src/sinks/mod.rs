@@ -10,6 +10,7 @@ use crate::resolve::Endpoint;
 
 pub mod pcapng;
 pub mod print;
+pub mod rotate;
 
 /// Direction relative to the capture target (the container or namespace
 /// for a veth host end; the interface itself for `-i`).

@@ -41,6 +41,8 @@ pub struct PcapngSink<W: Write> {
     out: W,
     /// Buffered bytes that trigger a write to `out`.
     batch: usize,
+    /// Bytes already handed to `out`.
+    written: u64,
 }
 
 /// Default size of one write to the output.
@@ -79,11 +81,20 @@ impl<W: Write> PcapngSink<W> {
         };
         let buf = Vec::with_capacity(BATCH_BYTES + 2 * 65536);
         let writer = PcapNgWriter::with_section_header(buf, shb).map_err(write_err)?;
-        Ok(PcapngSink { writer, out, batch: BATCH_BYTES })
+        Ok(PcapngSink { writer, out, batch: BATCH_BYTES, written: 0 })
     }
 
     pub fn get_ref(&self) -> &W {
         &self.out
+    }
+
+    /// Size of the section so far: bytes written out plus bytes buffered.
+    pub fn len(&self) -> u64 {
+        self.written + self.writer.get_ref().len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Writes the buffered (whole) blocks to the output in one call.
@@ -91,6 +102,7 @@ impl<W: Write> PcapngSink<W> {
         let buf = self.writer.get_mut();
         if !buf.is_empty() {
             self.out.write_all(buf)?;
+            self.written += buf.len() as u64;
             buf.clear();
         }
         Ok(())
@@ -99,6 +111,35 @@ impl<W: Write> PcapngSink<W> {
     fn maybe_write_out(&mut self) -> io::Result<()> {
         if self.writer.get_ref().len() >= self.batch { self.write_out() } else { Ok(()) }
     }
+}
+
+/// Opens an output file: never through a symbolic link (cnet runs as root
+/// and must not be tricked into overwriting another file), created or
+/// truncated with `mode` permissions.
+pub fn create_output(path: &std::path::Path, mode: u32) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::new(
+                    e.kind(),
+                    format!("refusing to write {}: it is a symbolic link; give the path of a regular file", path.display()),
+                )
+            } else {
+                io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
+            }
+        })?;
+    if file.metadata()?.is_file() {
+        // An existing file keeps its old permissions on open: set ours.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(file)
 }
 
 /// A file that only ever ends with whole blocks: when a write fails part way
@@ -224,24 +265,43 @@ impl<W: Write> Sink for PcapngSink<W> {
 
     fn finish(&mut self, stats: &[IfaceStats]) -> io::Result<()> {
         for (id, s) in stats.iter().enumerate() {
-            let isb = InterfaceStatisticsBlock {
-                interface_id: id as u32,
-                timestamp: Duration::from_nanos(s.end_ns),
-                options: vec![
-                    InterfaceStatisticsOption::IsbStartTime(Duration::from_nanos(s.start_ns)),
-                    InterfaceStatisticsOption::IsbEndTime(Duration::from_nanos(s.end_ns)),
-                    InterfaceStatisticsOption::IsbIfRecv(s.kernel.seen),
-                    // Packets the ring buffer had no room for: what tcpdump
-                    // calls "dropped by kernel" and dumpcap records here.
-                    InterfaceStatisticsOption::IsbIfDrop(s.kernel.lost),
-                    InterfaceStatisticsOption::IsbFilterAccept(s.kernel.matched),
-                    InterfaceStatisticsOption::IsbOsDrop(0),
-                    InterfaceStatisticsOption::IsbUsrDeliv(s.delivered),
-                ],
-            };
-            self.writer.write_pcapng_block(isb).map_err(write_err)?;
+            let options = vec![
+                InterfaceStatisticsOption::IsbStartTime(Duration::from_nanos(s.start_ns)),
+                InterfaceStatisticsOption::IsbEndTime(Duration::from_nanos(s.end_ns)),
+                InterfaceStatisticsOption::IsbIfRecv(s.kernel.seen),
+                // Packets the ring buffer had no room for: what tcpdump
+                // calls "dropped by kernel" and dumpcap records here.
+                InterfaceStatisticsOption::IsbIfDrop(s.kernel.lost),
+                InterfaceStatisticsOption::IsbFilterAccept(s.kernel.matched),
+                InterfaceStatisticsOption::IsbOsDrop(0),
+                InterfaceStatisticsOption::IsbUsrDeliv(s.delivered),
+            ];
+            self.write_isb(id as u32, s.end_ns, options)?;
         }
         self.flush()
+    }
+}
+
+impl<W: Write> PcapngSink<W> {
+    /// Closes one file of a rotated capture: an ISB per interface with the
+    /// period the file covers and the packets it holds (kernel counters
+    /// are only known at the end of the capture).
+    pub fn finish_part(&mut self, start_ns: u64, end_ns: u64, delivered: &[u64]) -> io::Result<()> {
+        for (id, n) in delivered.iter().enumerate() {
+            let options = vec![
+                InterfaceStatisticsOption::IsbStartTime(Duration::from_nanos(start_ns)),
+                InterfaceStatisticsOption::IsbEndTime(Duration::from_nanos(end_ns)),
+                InterfaceStatisticsOption::IsbUsrDeliv(*n),
+            ];
+            self.write_isb(id as u32, end_ns, options)?;
+        }
+        self.flush()
+    }
+
+    fn write_isb(&mut self, id: u32, ts_ns: u64, options: Vec<InterfaceStatisticsOption<'static>>) -> io::Result<()> {
+        let isb = InterfaceStatisticsBlock { interface_id: id, timestamp: Duration::from_nanos(ts_ns), options };
+        self.writer.write_pcapng_block(isb).map_err(write_err)?;
+        Ok(())
     }
 }
 

@@ -2,8 +2,8 @@
 
 use std::io::{self, Write};
 
-use super::{Iface, IfaceStats, Packet, Sink};
-use crate::decode::{self, Link};
+use super::{Direction, Iface, IfaceStats, Packet, Sink};
+use crate::decode::{self, Decoded, Link};
 
 pub struct Printer<W: Write> {
     out: W,
@@ -23,19 +23,25 @@ pub fn clock_time(ts_ns: u64) -> String {
     format!("{:02}:{:02}:{:02}.{:09}", day / 3600, day / 60 % 60, day % 60, ns)
 }
 
-/// The line printed for one packet (without the newline).
+/// The line printed for one live packet (without the newline).
 pub fn line(iface: &Iface, pkt: &Packet<'_>) -> String {
     let link = if super::pcapng::datalink(iface.endpoint.link_type) == pcap_file::DataLink::RAW {
         Link::Raw
     } else {
         Link::Ethernet
     };
+    format_line(pkt.ts_ns, &iface.short, Some(pkt.dir), &decode::decode(link, pkt.data))
+}
+
+/// The one format shared by live capture and `cnet read`:
+/// `time label dir summary`; an unknown direction prints as `-`.
+pub fn format_line(ts_ns: u64, label: &str, dir: Option<Direction>, decoded: &Decoded) -> String {
     format!(
         "{} {} {:<3} {}",
-        clock_time(pkt.ts_ns),
-        iface.short,
-        pkt.dir.as_str(),
-        decode::summarize(link, pkt.data)
+        clock_time(ts_ns),
+        label,
+        dir.map_or("-", Direction::as_str),
+        decoded.summary()
     )
 }
 

@@ -1,0 +1,383 @@
+//! Wireshark's extcap protocol (`cnet extcap …`), so cnet's targets show up
+//! as capture interfaces in Wireshark and tshark, and `cnet extcap install`
+//! to put a launcher where Wireshark looks for extcap programs.
+//!
+//! Wireshark calls the program with `--extcap-interfaces`, `--extcap-dlts`,
+//! `--extcap-config` and finally `--capture --fifo PATH`; cnet then writes
+//! its labeled pcapng into the fifo until Wireshark stops it (SIGTERM) or
+//! closes the fifo.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::attach::AttachMode;
+use crate::capture::{self, CaptureOptions, Output};
+use crate::resolve::{self, HostLinks, ResolveError, Target};
+use crate::sinks::Direction;
+
+/// Interface that captures every target at once.
+pub const ALL: &str = "cnet-all";
+/// Marks the launcher script as cnet's, so uninstall removes only that.
+const MARKER: &str = "# Wireshark extcap launcher for cnet";
+const LAUNCHER_NAME: &str = "cnet";
+
+/// One capturable target as Wireshark lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtcapTarget {
+    /// Interface name (`cnet-netns-blue`): letters, digits, `.`, `_`, `-`.
+    pub interface: String,
+    /// What Wireshark shows (`cnet: netns blue`).
+    pub display: String,
+    pub target: Target,
+}
+
+/// The targets offered as interfaces: today the named network namespaces
+/// (`ip netns`) that have a veth whose peer is in cnet's namespace.
+/// Containers (by runtime) are to be added here, in this one place.
+pub fn list_targets() -> Vec<ExtcapTarget> {
+    let mut out = Vec::new();
+    let Ok(host) = HostLinks::read() else { return out };
+    let mut names: Vec<String> = std::fs::read_dir("/var/run/netns")
+        .map(|d| d.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    names.sort();
+    for name in names {
+        let path = resolve::netns_path(&name);
+        let capturable = match resolve::resolve_netns(&path, &format!("netns:{name}"), Vec::new(), &host) {
+            Ok(_) => true,
+            // Without the privilege to look inside (Wireshark run by a
+            // normal user), list it anyway: the capture reports the error.
+            Err(ResolveError::Permission(_)) => true,
+            Err(_) => false,
+        };
+        if capturable {
+            out.push(ExtcapTarget {
+                interface: format!("cnet-netns-{}", interface_safe(&name)),
+                display: format!("cnet: netns {name}"),
+                target: Target::Netns(name),
+            });
+        }
+    }
+    out
+}
+
+/// Replaces characters that do not belong in an interface name.
+fn interface_safe(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect()
+}
+
+/// Wireshark's arguments, and cnet's own config arguments.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Call {
+    interfaces: bool,
+    dlts: bool,
+    config: bool,
+    capture: bool,
+    version: bool,
+    interface: Option<String>,
+    fifo: Option<PathBuf>,
+    capture_filter: Option<String>,
+    snaplen: Option<String>,
+    targets: Vec<String>,
+    direction: Option<String>,
+}
+
+/// Options that take a value (as `--opt VALUE` or `--opt=VALUE`); any other
+/// unknown option is skipped alone, so new Wireshark options do no harm.
+const WITH_VALUE: &[&str] = &[
+    "--extcap-interface",
+    "--fifo",
+    "--extcap-capture-filter",
+    "--extcap-control-in",
+    "--extcap-control-out",
+    "--extcap-reload-option",
+    "--debug-file",
+    "--snaplen",
+    "--targets",
+    "--direction",
+];
+
+fn parse(args: &[String]) -> Call {
+    let mut c = Call::default();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (a, None),
+        };
+        let value = if WITH_VALUE.contains(&name) && inline.is_none() {
+            i += 1;
+            args.get(i).cloned()
+        } else {
+            inline
+        };
+        match name {
+            "--extcap-interfaces" => c.interfaces = true,
+            "--extcap-dlts" => c.dlts = true,
+            "--extcap-config" => c.config = true,
+            "--capture" => c.capture = true,
+            "--extcap-version" => c.version = value.is_none(),
+            "--extcap-interface" => c.interface = value,
+            "--fifo" => c.fifo = value.map(PathBuf::from),
+            "--extcap-capture-filter" => c.capture_filter = value,
+            "--snaplen" => c.snaplen = value,
+            // A multicheck arrives as one comma-separated value.
+            "--targets" => c.targets.extend(value.iter().flat_map(|v| v.split(',')).filter(|v| !v.is_empty()).map(String::from)),
+            "--direction" => c.direction = value,
+            _ => {}
+        }
+        i += 1;
+    }
+    c
+}
+
+/// `cnet extcap ARGS…`.
+pub async fn run(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("install") => return install(&args[1..]),
+        Some("uninstall") => return uninstall(&args[1..]),
+        _ => {}
+    }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("Wireshark runs `cnet extcap --extcap-interfaces …`; set it up with:\n  cnet extcap install [--user|--system]\n  cnet extcap uninstall [--user|--system]");
+        return Ok(());
+    }
+    let call = parse(args);
+    let version = env!("CARGO_PKG_VERSION");
+    if call.interfaces || (call.version && call.interface.is_none()) {
+        println!("extcap {{version={version}}}{{help=https://example.invalid/cnet}}");
+        if call.interfaces {
+            println!("interface {{value={ALL}}}{{display=cnet: all network namespaces}}");
+            for t in list_targets() {
+                println!("interface {{value={}}}{{display={}}}", t.interface, t.display);
+            }
+        }
+        return Ok(());
+    }
+    let Some(iface) = call.interface.clone() else {
+        bail!("no --extcap-interface given: this command is run by Wireshark; set it up with `cnet extcap install`");
+    };
+    if call.dlts {
+        println!("dlt {{number=1}}{{name=EN10MB}}{{display=Ethernet (cnet pcapng with container labels)}}");
+        return Ok(());
+    }
+    if call.config {
+        print_config();
+        return Ok(());
+    }
+    let filter = call.capture_filter.as_deref().unwrap_or("").trim();
+    if !call.capture {
+        // Filter validation: Wireshark treats any output as "invalid".
+        if !filter.is_empty() {
+            println!("cnet does not support capture filters; use a display filter instead");
+        }
+        return Ok(());
+    }
+    if !filter.is_empty() {
+        bail!("cnet does not support capture filters (got {filter:?}); clear the capture filter and use a display filter instead");
+    }
+    let fifo = call.fifo.clone().context("no --fifo given: Wireshark passes the pipe to write to")?;
+    let opts = capture_options(&call, &iface, fifo)?;
+    // Quiet: Wireshark may show anything on stderr as an error.
+    capture::run(opts).await?;
+    Ok(())
+}
+
+fn print_config() {
+    println!(
+        "arg {{number=0}}{{call=--snaplen}}{{display=Snapshot length}}{{tooltip=Bytes kept of each packet (0 = all, at most 65535)}}{{type=integer}}{{range=0,65535}}{{default=65535}}"
+    );
+    println!(
+        "arg {{number=1}}{{call=--targets}}{{display=Capture also}}{{tooltip=More namespaces to capture in the same file (cnet-all: only these, if any are checked)}}{{type=multicheck}}"
+    );
+    for t in list_targets() {
+        println!("value {{arg=1}}{{value={}}}{{display={}}}{{enabled=true}}{{default=false}}", t.interface, t.display);
+    }
+    println!(
+        "arg {{number=2}}{{call=--direction}}{{display=Direction}}{{tooltip=Direction relative to the container}}{{type=selector}}{{default=both}}"
+    );
+    println!("value {{arg=2}}{{value=both}}{{display=both}}{{default=true}}");
+    println!("value {{arg=2}}{{value=in}}{{display=in (received by the container)}}{{default=false}}");
+    println!("value {{arg=2}}{{value=out}}{{display=out (sent by the container)}}{{default=false}}");
+}
+
+fn capture_options(call: &Call, iface: &str, fifo: PathBuf) -> Result<CaptureOptions> {
+    let known = list_targets();
+    let lookup = |name: &str| -> Result<Target> {
+        known
+            .iter()
+            .find(|t| t.interface == name)
+            .map(|t| t.target.clone())
+            .with_context(|| format!("no capturable target {name:?} any more; refresh Wireshark's interface list"))
+    };
+    let mut targets = Vec::new();
+    if iface != ALL {
+        targets.push(lookup(iface)?);
+    }
+    for t in &call.targets {
+        let t = lookup(t)?;
+        if !targets.contains(&t) {
+            targets.push(t);
+        }
+    }
+    if iface == ALL && targets.is_empty() {
+        targets = known.into_iter().map(|t| t.target).collect();
+        if targets.is_empty() {
+            bail!("no network namespace with a veth to capture (list them with `ip netns list`)");
+        }
+    }
+    let snaplen = match call.snaplen.as_deref() {
+        None | Some("") => 65535,
+        Some(s) => s.parse().ok().filter(|n| *n <= 65535).with_context(|| format!("snapshot length {s:?} must be 0 to 65535"))?,
+    };
+    let direction = match call.direction.as_deref() {
+        None | Some("") | Some("both") => None,
+        Some("in") => Some(Direction::In),
+        Some("out") => Some(Direction::Out),
+        Some(d) => bail!("direction {d:?} must be in, out or both"),
+    };
+    Ok(CaptureOptions {
+        targets,
+        output: Output::File(fifo),
+        count: None,
+        snaplen,
+        buffer_kib: 32768,
+        duration: None::<Duration>,
+        attach: AttachMode::Auto,
+        ebpf_log: false,
+        quiet: true,
+        direction,
+        file_mode: 0o600,
+        drop_to: None,
+    })
+}
+
+/// Where the launcher goes: Wireshark's personal extcap folder(s) or the
+/// global one.
+fn extcap_dirs(system: bool) -> Result<Vec<PathBuf>> {
+    let folders = Command::new("tshark").args(["-G", "folders"]).output().ok().filter(|o| o.status.success());
+    let folders = folders.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let field = |key: &str| {
+        folders.as_deref().and_then(|f| {
+            f.lines().find_map(|l| l.strip_prefix(key).map(|v| PathBuf::from(v.trim())))
+        })
+    };
+    if system {
+        // 4.2+ says "Global Extcap path", 4.0 just "Extcap path".
+        let dir = field("Global Extcap path:").or_else(|| field("Extcap path:"));
+        return dir.map(|d| vec![d]).context(
+            "cannot find Wireshark's global extcap folder (`tshark -G folders` gave none): install tshark, or use --user",
+        );
+    }
+    // 4.2+ prints its personal extcap folder; 4.0 keeps it in the personal
+    // configuration folder.
+    if let Some(d) = field("Personal Extcap path:") {
+        return Ok(vec![d]);
+    }
+    if let Some(d) = field("Personal configuration:") {
+        return Ok(vec![d.join("extcap")]);
+    }
+    // No tshark to ask: both places Wireshark versions use.
+    let home = std::env::var_os("HOME").context("HOME is not set: cannot find the personal extcap folder")?;
+    let home = PathBuf::from(home);
+    Ok(vec![home.join(".config/wireshark/extcap"), home.join(".local/lib/wireshark/extcap")])
+}
+
+fn scope(args: &[String]) -> Result<bool> {
+    let mut system = false;
+    for a in args {
+        match a.as_str() {
+            "--user" => system = false,
+            "--system" => system = true,
+            other => bail!("unknown option {other:?}: use --user (default) or --system"),
+        }
+    }
+    Ok(system)
+}
+
+/// `'…'` quoting for sh.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn install(args: &[String]) -> Result<()> {
+    let system = scope(args)?;
+    let exe = std::env::current_exe().and_then(std::fs::canonicalize).context("cannot find cnet's own path")?;
+    let exe = exe.to_str().context("cnet's path is not valid UTF-8; move the binary")?;
+    let script = format!(
+        "#!/bin/sh\n{MARKER}, written by `cnet extcap install`.\n# Remove with `cnet extcap uninstall`.\nexec {} extcap \"$@\"\n",
+        sh_quote(exe)
+    );
+    for dir in extcap_dirs(system)? {
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(LAUNCHER_NAME);
+        write_executable(&path, &script).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("cnet: installed {} (runs {exe} extcap)", path.display());
+    }
+    eprintln!("cnet: restart Wireshark to see cnet's interfaces; capturing needs root or cnet's capabilities");
+    Ok(())
+}
+
+fn write_executable(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+fn uninstall(args: &[String]) -> Result<()> {
+    let system = scope(args)?;
+    let mut removed = 0;
+    for dir in extcap_dirs(system)? {
+        let path = dir.join(LAUNCHER_NAME);
+        match std::fs::read_to_string(&path) {
+            Ok(text) if text.contains(MARKER) => {
+                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+                eprintln!("cnet: removed {}", path.display());
+                removed += 1;
+            }
+            Ok(_) => log::warn!("{} was not written by cnet; left alone", path.display()),
+            Err(_) => {}
+        }
+    }
+    if removed == 0 {
+        eprintln!("cnet: no extcap launcher of cnet's was installed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_wireshark_calls() {
+        let c = parse(&args(&["--extcap-interfaces", "--extcap-version=4.0", "--debug"]));
+        assert!(c.interfaces && !c.version);
+        let c = parse(&args(&[
+            "--capture", "--extcap-interface", "cnet-all", "--fifo", "/tmp/f", "--extcap-capture-filter", "",
+            "--snaplen=96", "--targets", "cnet-netns-a,cnet-netns-b", "--direction", "in", "--unknown",
+        ]));
+        assert!(c.capture);
+        assert_eq!(c.interface.as_deref(), Some("cnet-all"));
+        assert_eq!(c.fifo, Some(PathBuf::from("/tmp/f")));
+        assert_eq!(c.capture_filter.as_deref(), Some(""));
+        assert_eq!(c.snaplen.as_deref(), Some("96"));
+        assert_eq!(c.targets, ["cnet-netns-a", "cnet-netns-b"]);
+        assert_eq!(c.direction.as_deref(), Some("in"));
+    }
+
+    #[test]
+    fn interface_names_are_safe() {
+        assert_eq!(interface_safe("blue"), "blue");
+        assert_eq!(interface_safe("a b{c}"), "a_b_c_");
+        assert_eq!(sh_quote("/x/it's"), r"'/x/it'\''s'");
+    }
+}
