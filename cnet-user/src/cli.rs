@@ -20,6 +20,15 @@ pub struct Cli {
 pub enum Command {
     /// Capture packets from containers, namespaces or interfaces.
     Capture(CaptureArgs),
+    /// List the containers of every runtime found, with their interfaces.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -34,6 +43,25 @@ pub struct CaptureArgs {
     /// Capture the network namespace of this process.
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
+    /// Container by name, id or unique id prefix (repeatable). Qualify it
+    /// as docker:NAME, podman:NAME, containerd:NAMESPACE/ID or netns:NAME;
+    /// globs such as 'web-*' select every match. Followed: restarts and
+    /// matching containers that start later are attached as they appear.
+    #[arg(long = "container", value_name = "NAME|ID")]
+    pub containers: Vec<String>,
+    /// Capture every container of every runtime found, and those that start later.
+    #[arg(long = "all")]
+    pub all: bool,
+    /// Capture the containers of a Kubernetes pod (repeatable).
+    #[arg(long = "pod", value_name = "NAMESPACE/NAME")]
+    pub pods: Vec<String>,
+    /// With container targets: only this container-side interface (repeatable).
+    #[arg(long = "iface", value_name = "IFACE")]
+    pub container_ifaces: Vec<String>,
+    /// With --container: wait for a container that does not exist yet
+    /// instead of failing.
+    #[arg(long)]
+    pub wait: bool,
     /// Write pcapng to FILE ("-" for standard output) instead of printing.
     #[arg(short = 'w', value_name = "FILE")]
     pub write: Option<PathBuf>,
@@ -66,6 +94,23 @@ impl CaptureArgs {
         let mut targets: Vec<Target> = self.interfaces.into_iter().map(Target::Interface).collect();
         targets.extend(self.netns.into_iter().map(Target::Netns));
         targets.extend(self.pids.into_iter().map(Target::Pid));
+        for c in self.containers {
+            // netns:NAME is a namespace, not a container.
+            match c.strip_prefix("netns:") {
+                Some(ns) => targets.push(Target::Netns(ns.to_string())),
+                None => targets.push(Target::Container(c)),
+            }
+        }
+        if self.all {
+            targets.push(Target::AllContainers);
+        }
+        targets.extend(self.pods.into_iter().map(Target::Pod));
+        if !self.container_ifaces.is_empty() {
+            if !targets.iter().any(|t| matches!(t, Target::Container(_) | Target::AllContainers | Target::Pod(_))) {
+                anyhow::bail!("--iface selects interfaces of containers: use it with --container, --all or --pod (for a host interface use -i)");
+            }
+            targets.extend(self.container_ifaces.into_iter().map(Target::ContainerIface));
+        }
         let output = match self.write {
             None => Output::Print,
             Some(p) if p.as_os_str() == "-" => Output::Stdout,
@@ -86,6 +131,7 @@ impl CaptureArgs {
             attach: self.attach,
             ebpf_log: self.ebpf_log,
             quiet: self.quiet,
+            wait: self.wait,
         })
     }
 }

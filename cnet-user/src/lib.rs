@@ -12,6 +12,8 @@ pub mod collect;
 pub mod decode;
 pub mod netlink;
 pub mod netns;
+pub mod list;
 pub mod privileges;
 pub mod resolve;
+pub mod runtime;
 pub mod sinks;

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
                 capture::print_summary(&summary);
                 anyhow::Ok(())
             }
+            Command::List(args) => cnet::list::run(args.json).await,
         }
     });
     match result {
