@@ -71,7 +71,8 @@ impl Containerd {
             let req = in_namespace(ListTasksRequest::default(), ns).map_err(|e| self.api_err(e))?;
             let tasks = TasksClient::new(self.channel.clone()).list(req).await.map_err(|e| self.api_err(e))?.into_inner();
             for c in containers.containers {
-                let task = tasks.tasks.iter().find(|t| t.container_id == c.id);
+                // containerd 1.6 leaves container_id empty; the init task has the container id.
+                let task = tasks.tasks.iter().find(|t| t.container_id == c.id || t.id == c.id);
                 let status = task.and_then(|t| Status::try_from(t.status).ok());
                 let state = match status {
                     None => "created".to_string(),

@@ -24,7 +24,8 @@ pub fn resolve_container(c: &Container, host: &HostLinks) -> Result<Vec<Endpoint
     match resolve::resolve_netns(&path, &owner, fields, host) {
         Ok(mut eps) => {
             for ep in &mut eps {
-                ep.label.details = format!("id {}, image {}", c.short_id(), c.image);
+                let image = if c.image.is_empty() { "none" } else { &c.image };
+                ep.label.details = format!("id {}, image {image}", c.short_id());
             }
             Ok(eps)
         }
