@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod runtimes;
+
 static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// One "container": a network namespace with `eth0` on the lab bridge.
@@ -228,6 +230,28 @@ impl Cnet {
                 bail!("cnet did not attach within 30 s: {}", cnet.stderr_seen.join("\n"));
             }
         }
+    }
+
+    /// Waits for a stderr line containing `needle` (e.g. "cnet: attached")
+    /// and returns it.
+    pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        if let Some(l) = self.stderr_seen.iter().find(|l| l.contains(needle)) {
+            return Ok(l.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.stderr_lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    self.stderr_seen.push(line.clone());
+                    if line.contains(needle) {
+                        return Ok(line);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        bail!("cnet printed no line with {needle:?} within {timeout:?}: {}", self.stderr_seen.join("\n"))
     }
 
     pub fn pid(&self) -> u32 {
