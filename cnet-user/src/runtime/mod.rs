@@ -80,9 +80,10 @@ pub struct Container {
 }
 
 impl Container {
-    /// First 12 characters of the id, as `docker ps` shows it.
+    /// First 12 characters of a hex id, as `docker ps` shows it; ids that a
+    /// user chose (containerd's) are kept whole.
     pub fn short_id(&self) -> &str {
-        &self.id[..self.id.len().min(12)]
+        if self.id.len() > 12 && self.id.bytes().all(|b| b.is_ascii_hexdigit()) { &self.id[..12] } else { &self.id }
     }
 
     /// `docker:web`, `containerd:default/web`: unambiguous across runtimes.
