@@ -68,14 +68,22 @@ fn row(c: Container, host: &HostLinks) -> ContainerRow {
 
 pub async fn run(json: bool) -> Result<()> {
     let rows = rows().await?;
+    match print(&rows, json) {
+        // The reader went away (`cnet list | head`): not an error.
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => Ok(()),
+        r => r,
+    }
+}
+
+fn print(rows: &[ContainerRow], json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &rows)?;
+        serde_json::to_writer_pretty(&mut out, rows).map_err(std::io::Error::from)?;
         writeln!(out)?;
         return Ok(());
     }
     writeln!(out, "{:<10} {:<24} {:<12} {:<20} {:>7} {:>10}  INTERFACES", "RUNTIME", "NAME", "ID", "IMAGE", "PID", "NETNS")?;
-    for r in &rows {
+    for r in rows {
         let c = &r.container;
         let name = match &c.namespace {
             Some(ns) => format!("{ns}/{}", c.name),

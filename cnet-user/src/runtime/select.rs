@@ -175,7 +175,17 @@ impl Selection {
             let found = match s {
                 Selector::All => all.iter().collect(),
                 Selector::Pod(ns, name) => {
-                    all.iter().filter(|c| c.pod() == Some((ns.as_str(), name.as_str()))).collect()
+                    let found: Vec<&Container> =
+                        all.iter().filter(|c| c.pod() == Some((ns.as_str(), name.as_str()))).collect();
+                    if found.is_empty() && strict {
+                        return Err(SelectError::NotFound {
+                            pattern: format!("pod {ns}/{name}"),
+                            closest: Vec::new(),
+                            searched: searched.to_string(),
+                            hint: "pods are found by their io.kubernetes.pod.namespace/name labels; pass --wait to wait for the pod",
+                        });
+                    }
+                    found
                 }
                 Selector::Name(spec) => match spec.matches(all, searched) {
                     Ok(v) => v,
@@ -202,5 +212,85 @@ impl Selection {
             }
             _ => false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Container;
+
+    fn c(runtime: RuntimeKind, name: &str, id: &str, ns: Option<&str>) -> Container {
+        Container {
+            runtime,
+            id: id.into(),
+            name: name.into(),
+            namespace: ns.map(str::to_string),
+            image: String::new(),
+            state: "running".into(),
+            pid: Some(1),
+            network_mode: None,
+            networks: Vec::new(),
+            labels: Default::default(),
+        }
+    }
+
+    fn pool() -> Vec<Container> {
+        vec![
+            c(RuntimeKind::Docker, "web", "abc111", None),
+            c(RuntimeKind::Docker, "web-2", "abd222", None),
+            c(RuntimeKind::Podman, "web", "f00333", None),
+            c(RuntimeKind::Containerd, "web", "web", Some("k8s.io")),
+        ]
+    }
+
+    fn names(v: &[&Container]) -> Vec<String> {
+        v.iter().map(|c| c.qualified_name()).collect()
+    }
+
+    #[test]
+    fn qualified_names_pick_one_runtime() {
+        let all = pool();
+        let m = NameSpec::parse("podman:web").unwrap().matches(&all, "").unwrap();
+        assert_eq!(names(&m), ["podman:web"]);
+        let m = NameSpec::parse("containerd:k8s.io/web").unwrap().matches(&all, "").unwrap();
+        assert_eq!(names(&m), ["containerd:k8s.io/web"]);
+    }
+
+    #[test]
+    fn same_name_in_two_runtimes_is_ambiguous() {
+        let err = NameSpec::parse("web").unwrap().matches(&pool(), "").unwrap_err().to_string();
+        assert!(err.contains("docker:web (id abc111)") && err.contains("podman:web (id f00333)"), "{err}");
+    }
+
+    #[test]
+    fn id_prefixes_must_be_unique() {
+        let all = pool();
+        let m = NameSpec::parse("abd").unwrap().matches(&all, "").unwrap();
+        assert_eq!(names(&m), ["docker:web-2"]);
+        let err = NameSpec::parse("ab").unwrap().matches(&all, "").unwrap_err().to_string();
+        assert!(err.contains("matches 2 containers"), "{err}");
+    }
+
+    #[test]
+    fn globs_select_every_match() {
+        let all = pool();
+        let m = NameSpec::parse("docker:web*").unwrap().matches(&all, "").unwrap();
+        assert_eq!(names(&m), ["docker:web", "docker:web-2"]);
+        assert!(NameSpec::parse("nothing-*").unwrap().matches(&pool(), "").unwrap().is_empty());
+    }
+
+    #[test]
+    fn unknown_names_suggest_close_ones() {
+        let err = NameSpec::parse("docker:webb").unwrap().matches(&pool(), "docker (/s)").unwrap_err().to_string();
+        assert!(err.contains("closest: docker:web") && err.contains("in docker (/s)"), "{err}");
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        assert!(NameSpec::parse("docker:").is_err());
+        assert!(NameSpec::parse("web[").is_err());
+        let t = [Target::Pod("nopod".into())];
+        assert!(Selection::from_targets(&t).is_err());
     }
 }

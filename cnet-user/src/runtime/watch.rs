@@ -57,8 +57,7 @@ impl Watcher {
             match w.resolve(c).await {
                 Ok(eps) => endpoints.extend(eps),
                 Err(reason) if c.pid.is_none() => {
-                    // Stopped: attached when it starts.
-                    log::info!("container {} {reason}; attaching when it starts", c.qualified_name());
+                    eprintln!("cnet: container {} {reason}; attaching it when it starts", c.qualified_name());
                 }
                 Err(reason) if w.selection.names_explicitly(c, &all) => {
                     bail!("container {} {reason}", c.qualified_name())
