@@ -307,6 +307,16 @@ fn errors_name_what_to_do() -> Result<()> {
     assert!(!r.status.success());
     assert!(r.stderr.contains("uses the host network") && r.stderr.contains("-i IFACE"), "{}", r.stderr);
 
+    // A socket cnet may not use is named.
+    let r = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(cnet_tests::cnet_bin())
+        .arg("list")
+        .env_remove("DOCKER_HOST")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(stderr.contains("permission denied on /var/run/docker.sock"), "{stderr}");
+
     // A runtime asked for by name whose socket is absent is named.
     let r = std::process::Command::new(cnet_tests::cnet_bin())
         .args(["capture", "--container", "docker:web", "-c", "1"])
@@ -387,5 +397,34 @@ fn containerd_container_by_name_and_pod() -> Result<()> {
     let cnet = Cnet::start(&["capture", "--pod", &format!("{}/cnrtpod", lab.namespace), "-w", "/dev/null"])?;
     let r = cnet.stop()?;
     assert_eq!(r.stderr.matches(&format!("containerd:{}/", lab.namespace)).count() >= 2, true, "{}", r.stderr);
+    Ok(())
+}
+
+#[test]
+fn iface_picks_one_network_of_a_container() -> Result<()> {
+    runtimes::ensure()?;
+    let net0 = DockerNet::new("10.214.6.0/24")?;
+    let net1 = DockerNet::new("10.214.7.0/24")?;
+    let a = EngineContainer::docker("a", &[&format!("--network={}", net0.name), "--ip", "10.214.6.11"])?;
+    cnet_tests::run(&["docker", "network", "connect", "--ip", "10.214.7.11", &net1.name, &a.name])?;
+    let b = EngineContainer::docker("b", &[&format!("--network={}", net1.name), "--ip", "10.214.7.12"])?;
+    let r = cnet_output(&["list", "--json"])?;
+    let rows: serde_json::Value = serde_json::from_str(&r.stdout)?;
+    let ra = rows.as_array().unwrap().iter().find(|r| r["name"] == a.name.as_str()).context("listed")?;
+    let mut names: Vec<&str> = ra["interfaces"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["eth0", "eth1"], "{ra}");
+
+    let dir = TempDir::new("ctr")?;
+    let file = dir.path().join("iface.pcapng");
+    let mut cnet = Cnet::start(&["capture", "--container", &a.name, "--iface", "eth1", "-w", file.to_str().unwrap()])?;
+    let line = cnet.wait_for_stderr("cnet: capturing on", Duration::from_secs(1))?;
+    assert!(line.contains(&format!("docker:{} eth1", a.name)) && !line.contains("eth0"), "{line}");
+    b.ping("10.214.7.11", 2)?;
+    let r = cnet.stop()?;
+    assert!(r.status.success(), "{}", r.stderr);
+    let pkts = read_ipv4(&file)?;
+    assert_eq!(count(&pkts, &a.name, "in", ip("10.214.7.12"), ip("10.214.7.11"), 8), 2);
+    assert!(pkts.iter().all(|p| p.comment.contains(" iface=eth1 ")), "{pkts:#?}");
     Ok(())
 }
