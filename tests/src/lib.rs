@@ -191,8 +191,19 @@ impl CnetResult {
 impl Cnet {
     /// Starts `cnet ARGS…` and waits until it reports that it is attached.
     pub fn start(args: &[&str]) -> Result<Cnet> {
-        let mut child = Command::new(cnet_bin())
-            .args(args)
+        Cnet::spawn(Command::new(cnet_bin()).args(args))
+    }
+
+    /// Like `start`, with cnet in the network namespace /var/run/netns/NETNS
+    /// (nsenter execs cnet, so the PID is cnet's).
+    pub fn start_in_netns(netns: &str, args: &[&str]) -> Result<Cnet> {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{netns}")).arg(cnet_bin()).args(args);
+        Cnet::spawn(&mut cmd)
+    }
+
+    fn spawn(cmd: &mut Command) -> Result<Cnet> {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -158,6 +158,64 @@ impl Drop for EngineContainer {
     }
 }
 
+/// Rootful Podman containers on a netavark bridge network, with netavark
+/// run inside a network namespace made here: netavark (1.4 on Debian 12)
+/// turns on ip_forward and writes iptables rules in the namespace it runs
+/// in, so that namespace must not be the host's. cnet runs there too
+/// (`Cnet::start_in_netns`), where the host ends of the veths are.
+pub struct PodmanLab {
+    /// The namespace podman, netavark and cnet run in (under /var/run/netns).
+    pub netns: String,
+    pub network: String,
+    /// (name, id, ip)
+    pub containers: Vec<(String, String, String)>,
+}
+
+impl PodmanLab {
+    /// `n` containers on 10.217.`net`.0/24.
+    pub fn new(net: u8, n: usize) -> Result<PodmanLab> {
+        let netns = unique("pns");
+        run(&["ip", "netns", "add", &netns])?;
+        let mut lab = PodmanLab { netns, network: unique("pnet"), containers: Vec::new() };
+        lab.podman(&["podman", "network", "create", "--disable-dns", "--subnet", &format!("10.217.{net}.0/24"), &lab.network])?;
+        for i in 0..n {
+            let name = unique("pm");
+            let ip = format!("10.217.{net}.{}", 11 + i);
+            lab.containers.push((name.clone(), String::new(), ip.clone()));
+            let net_arg = format!("--network={}", lab.network);
+            let id = lab.podman(&["podman", "run", "-d", "--name", &name, &net_arg, "--ip", &ip, IMAGE, "sleep", "600"])?;
+            lab.containers[i].1 = id;
+        }
+        Ok(lab)
+    }
+
+    /// Runs a podman command inside the lab's namespace. nsenter rather
+    /// than `ip netns exec`, which remounts /sys and hides the cgroup mount.
+    pub fn podman(&self, cmd: &[&str]) -> Result<String> {
+        let path = format!("--net=/var/run/netns/{}", self.netns);
+        let mut v = vec!["nsenter", &path];
+        v.extend_from_slice(cmd);
+        cli_cmd("podman", &v)
+    }
+
+    pub fn ping(&self, from: usize, to: usize, count: u32) -> Result<String> {
+        let c = count.to_string();
+        self.podman(&["podman", "exec", &self.containers[from].0, "ping", "-c", &c, "-i", "0.2", "-W", "2", &self.containers[to].2])
+    }
+}
+
+impl Drop for PodmanLab {
+    fn drop(&mut self) {
+        // Inside the lab's namespace, so netavark's teardown never looks
+        // at the host's firewall.
+        for (name, _, _) in &self.containers {
+            let _ = self.podman(&["podman", "rm", "-f", "-t", "0", name]);
+        }
+        let _ = self.podman(&["podman", "network", "rm", "-f", &self.network]);
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).output();
+    }
+}
+
 /// containerd tasks in their own containerd namespace, each in a network
 /// namespace wired by the CNI bridge plugin from a conflist written here.
 /// The bridge has no address (isGateway false, ipMasq false): no route,

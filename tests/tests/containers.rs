@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cnet_tests::runtimes::{self, ContainerdLab, DockerNet, EngineContainer};
-use cnet_tests::{Cnet, Lab, TempDir, cnet_output, tshark_fields};
+use cnet_tests::runtimes::{self, ContainerdLab, DockerNet, EngineContainer, PodmanLab};
+use cnet_tests::{Cnet, TempDir, cnet_output, tshark_fields};
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::blocks::opt_common::CommonOption;
@@ -346,25 +346,27 @@ impl Drop for RemoveOnDrop {
 #[test]
 fn podman_container_by_name() -> Result<()> {
     runtimes::ensure()?;
-    // netavark on this Debian (1.4) can only program iptables or firewalld,
-    // and its bridge networks add firewall rules and turn on forwarding. So
-    // the container joins a namespace this test wires (a veth on a bridge
-    // without address) instead: still a Podman container, found through
-    // Podman's API.
-    let lab = Lab::new(2)?;
-    let ns = format!("--network=ns:/var/run/netns/{}", lab.host(0).netns);
-    let p = EngineContainer::podman("pm", &[&ns])?;
+    // Real netavark bridge networking, in a namespace of its own (see
+    // PodmanLab); cnet runs in that namespace and finds the containers
+    // through Podman's API socket.
+    let lab = PodmanLab::new(1, 2)?;
+    let (name, id, ip0) = lab.containers[0].clone();
+    let ip1 = lab.containers[1].2.clone();
     let dir = TempDir::new("ctr")?;
     let file = dir.path().join("podman.pcapng");
-    let cnet = Cnet::start(&["capture", "--container", &format!("podman:{}", p.name), "-w", file.to_str().unwrap()])?;
+    let cnet = Cnet::start_in_netns(&lab.netns, &["capture", "--container", &format!("podman:{name}"), "-w", file.to_str().unwrap()])?;
     lab.ping(1, 0, 3)?;
     let r = cnet.stop()?;
     assert!(r.status.success(), "{}", r.stderr);
     let pkts = read_ipv4(&file)?;
-    assert_eq!(count(&pkts, &p.name, "in", lab.host(1).ip, lab.host(0).ip, 8), 3, "{pkts:#?}");
-    assert_eq!(count(&pkts, &p.name, "out", lab.host(0).ip, lab.host(1).ip, 0), 3);
-    assert!(pkts.iter().all(|x| x.comment.contains(&format!("runtime=podman id={} ", p.short_id()))));
-    assert!(pkts[0].description.starts_with(&format!("podman:{} eth0", p.name)), "{:?}", pkts[0]);
+    assert_eq!(count(&pkts, &name, "in", ip(&ip1), ip(&ip0), 8), 3, "{pkts:#?}");
+    assert_eq!(count(&pkts, &name, "out", ip(&ip0), ip(&ip1), 0), 3);
+    assert!(pkts.iter().all(|x| x.comment.contains(&format!("runtime=podman id={} ", &id[..12]))), "{pkts:#?}");
+    assert!(pkts[0].description.starts_with(&format!("podman:{name} eth0 [{ip0}/24")), "{:?}", pkts[0]);
+    // The same container seen from the host namespace: its veth's other end
+    // is not there, and cnet says so.
+    let r = cnet_output(&["capture", "--container", &format!("podman:{name}"), "-c", "1"])?;
+    assert!(r.stderr.contains("has no veth whose other end is in cnet's namespace"), "{}", r.stderr);
     Ok(())
 }
 
