@@ -58,8 +58,8 @@ pub struct CaptureArgs {
     /// With container targets: only this container-side interface (repeatable).
     #[arg(long = "iface", value_name = "IFACE")]
     pub container_ifaces: Vec<String>,
-    /// With --container: wait for a container that does not exist yet
-    /// instead of failing.
+    /// With --container or --pod: wait for a container that does not exist
+    /// yet instead of failing.
     #[arg(long)]
     pub wait: bool,
     /// Write pcapng to FILE ("-" for standard output) instead of printing.

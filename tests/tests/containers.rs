@@ -417,6 +417,9 @@ fn iface_picks_one_network_of_a_container() -> Result<()> {
     names.sort();
     assert_eq!(names, ["eth0", "eth1"], "{ra}");
 
+    let r = cnet_output(&["capture", "--container", &a.name, "--iface", "eth7", "-c", "1"])?;
+    assert!(!r.status.success() && r.stderr.contains("no selected container has an interface named eth7: they have eth"), "{}", r.stderr);
+
     let dir = TempDir::new("ctr")?;
     let file = dir.path().join("iface.pcapng");
     let mut cnet = Cnet::start(&["capture", "--container", &a.name, "--iface", "eth1", "-w", file.to_str().unwrap()])?;

@@ -45,6 +45,8 @@ pub enum SelectError {
     Ambiguous { pattern: String, candidates: Vec<String>, example: String },
     #[error("bad container pattern {0:?}: {1}")]
     BadPattern(String, String),
+    #[error("no container of pod {pod} in {searched} (pods are found by their io.kubernetes.pod.namespace and io.kubernetes.pod.name labels); pass --wait to wait for it")]
+    NoPod { pod: String, searched: String },
     #[error("bad pod {0:?}: write it as NAMESPACE/NAME")]
     BadPod(String),
 }
@@ -178,12 +180,7 @@ impl Selection {
                     let found: Vec<&Container> =
                         all.iter().filter(|c| c.pod() == Some((ns.as_str(), name.as_str()))).collect();
                     if found.is_empty() && strict {
-                        return Err(SelectError::NotFound {
-                            pattern: format!("pod {ns}/{name}"),
-                            closest: Vec::new(),
-                            searched: searched.to_string(),
-                            hint: "pods are found by their io.kubernetes.pod.namespace/name labels; pass --wait to wait for the pod",
-                        });
+                        return Err(SelectError::NoPod { pod: format!("{ns}/{name}"), searched: searched.to_string() });
                     }
                     found
                 }

@@ -65,7 +65,15 @@ impl Watcher {
                 Err(reason) => eprintln!("cnet: skipping container {}: it {reason}", c.qualified_name()),
             }
         }
+        let unfiltered: Vec<String> = endpoints.iter().map(|e| e.label.iface.clone()).collect();
         endpoints = filter_ifaces(endpoints, &w.selection.ifaces);
+        if endpoints.is_empty() && !unfiltered.is_empty() && !wait {
+            bail!(
+                "no selected container has an interface named {}: they have {}",
+                w.selection.ifaces.join(" or "),
+                unfiltered.join(", ")
+            );
+        }
         endpoints.dedup_by_key(|e| e.ifindex);
         for ep in &endpoints {
             w.current.insert(ep.ifindex, ep.clone());
