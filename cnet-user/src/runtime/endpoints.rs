@@ -50,5 +50,5 @@ pub fn filter_ifaces(eps: Vec<Endpoint>, ifaces: &[String]) -> Vec<Endpoint> {
     if ifaces.is_empty() {
         return eps;
     }
-    eps.into_iter().filter(|e| ifaces.iter().any(|i| *i == e.label.iface)).collect()
+    eps.into_iter().filter(|e| ifaces.contains(&e.label.iface)).collect()
 }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::endpoints::{filter_ifaces, resolve_container};
 use super::select::Selection;
-use super::{Container, Runtime, RuntimeKind, connect_many};
+use super::{Container, NetworkInfo, Runtime, RuntimeKind, connect_many};
 use crate::resolve::{Endpoint, EndpointEvent, HostLinks};
 
 /// Fallback poll period: keeps "attached within a second" without events.
@@ -26,7 +26,14 @@ pub struct Watcher {
     /// Endpoints of running containers by (runtime, id), with the PID and
     /// networks they were resolved for: unchanged containers are not
     /// looked at again (entering a namespace is not free).
-    cache: HashMap<(RuntimeKind, String), (u32, Vec<super::NetworkInfo>, Vec<Endpoint>)>,
+    cache: HashMap<(RuntimeKind, String), Resolved>,
+}
+
+/// A container's endpoints and what they were resolved for.
+struct Resolved {
+    pid: u32,
+    networks: Vec<NetworkInfo>,
+    endpoints: Vec<Endpoint>,
 }
 
 /// "docker (/var/run/docker.sock), podman (…)": for messages.
@@ -93,10 +100,11 @@ impl Watcher {
     /// talks netlink), reusing the last result while it is unchanged.
     async fn resolve(&mut self, c: &Container) -> Result<Vec<Endpoint>, String> {
         let key = (c.runtime, c.id.clone());
-        if let (Some(pid), Some((cpid, nets, eps))) = (c.pid, self.cache.get(&key)) {
-            if *cpid == pid && *nets == c.networks {
-                return Ok(eps.clone());
-            }
+        if let (Some(pid), Some(r)) = (c.pid, self.cache.get(&key))
+            && r.pid == pid
+            && r.networks == c.networks
+        {
+            return Ok(r.endpoints.clone());
         }
         let owned = c.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -107,7 +115,7 @@ impl Watcher {
         .map_err(|e| format!("could not be resolved: {e}"))?;
         match (&result, c.pid) {
             (Ok(eps), Some(pid)) => {
-                self.cache.insert(key, (pid, c.networks.clone(), eps.clone()));
+                self.cache.insert(key, Resolved { pid, networks: c.networks.clone(), endpoints: eps.clone() });
             }
             _ => {
                 self.cache.remove(&key);
