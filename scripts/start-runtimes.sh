@@ -50,8 +50,10 @@ start_daemon() {
     wait_socket "$sock" "$what"
 }
 
-# True when something listens on the unix socket.
+# True when something listens on the unix socket (a stale socket file left
+# by a killed daemon is not enough).
 socket_alive() {
+    command -v python3 >/dev/null || { [ -S "$1" ]; return; }
     python3 - "$1" <<'PY' 2>/dev/null
 import socket, sys
 s = socket.socket(socket.AF_UNIX)
@@ -63,7 +65,8 @@ PY
 # containerd on its default socket (dockerd uses it too when it is there).
 start_daemon containerd /run/containerd/containerd.sock containerd
 
-# dockerd, without touching forwarding or firewall state.
+# dockerd, without touching forwarding or firewall state. --bridge=none: no
+# docker0 with a host address; containers need --network with a user network.
 DOCKER_SOCK=/var/run/docker.sock
 start_daemon dockerd "$DOCKER_SOCK" dockerd \
     --ip-forward=false --iptables=false --ip6tables=false --ip-masq=false \
