@@ -187,7 +187,10 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
                 if let Ok(mut g) = l { g.get_inner_mut().flush(); g.clear_ready(); }
             }
             Some(change) = async { match changes.as_mut() { Some(rx) => rx.recv().await, None => None } } => {
-                dispatch.apply(change, &mut capture, &mut *sink, snaplen, opts.quiet)?;
+                if let Err(e) = dispatch.apply(change, &mut capture, &mut *sink, snaplen, opts.quiet) {
+                    write_error = Some(e);
+                    break 'outer;
+                }
             }
         }
     }
@@ -265,7 +268,7 @@ impl Dispatch {
     /// Hooks an interface that appeared mid-capture, or unhooks one that
     /// went away. A removed interface keeps its pcapng id and its ifindex
     /// mapping, so records still in the ring are labeled correctly.
-    fn apply(&mut self, change: EndpointEvent, capture: &mut Capture, sink: &mut dyn Sink, snaplen: u32, quiet: bool) -> Result<()> {
+    fn apply(&mut self, change: EndpointEvent, capture: &mut Capture, sink: &mut dyn Sink, snaplen: u32, quiet: bool) -> io::Result<()> {
         match change {
             EndpointEvent::Add(ep) => {
                 if let Err(e) = capture.attach(&ep) {
