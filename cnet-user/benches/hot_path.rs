@@ -33,8 +33,7 @@ fn iface() -> Iface {
                 iface: "eth0".into(),
                 netns_inode: 4026532178,
                 addrs: vec![],
-                comment_fields: vec![("ns".into(), "blue".into()), ("netns".into(), "4026532178".into())],
-            },
+                comment_fields: vec![("ns".into(), "blue".into()), ("netns".into(), "4026532178".into())], details: String::new() },
         },
         65535,
     )

@@ -15,7 +15,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::attach::{AttachMode, Capture, LoadOptions};
 use crate::collect::{self, Clock};
-use crate::resolve::{self, Endpoint, Target};
+use crate::resolve::{self, Endpoint, EndpointEvent, Target};
+use crate::runtime::select::Selection;
+use crate::runtime::watch::Watcher;
 use crate::sinks::pcapng::{BlockFile, PcapngSink, create_output};
 use crate::sinks::print::Printer;
 use crate::sinks::rotate::{RotatingSink, Rotation};
@@ -53,6 +55,8 @@ pub struct CaptureOptions {
     pub drop_to: Option<privileges::User>,
     /// Keep only packets in this direction (relative to the target).
     pub direction: Option<Direction>,
+    /// A container name that matches nothing yet is waited for, not an error.
+    pub wait: bool,
 }
 
 /// What a finished capture reports.
@@ -73,12 +77,32 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
 pub async fn run(opts: CaptureOptions) -> Result<Summary> {
+    // First thing: from here on a SIGINT/SIGTERM/SIGHUP ends the capture
+    // cleanly (hooks detached, file finished) instead of killing cnet
+    // halfway through attaching.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     if opts.targets.is_empty() {
-        bail!("nothing to capture: name a target with -i IFACE, --netns NAME|PATH or --pid PID");
+        bail!("nothing to capture: name a target with -i IFACE, --netns NAME|PATH, --pid PID, --container NAME or --all");
     }
     let enters_netns = opts.targets.iter().any(|t| !matches!(t, Target::Interface(_)));
     privileges::check(enters_netns)?;
-    let endpoints = resolve::resolve_all(&opts.targets)?;
+    if opts.drop_to.is_some() && opts.targets.iter().any(Target::is_container) {
+        bail!("-Z cannot be used with --container, --all or --pod: following containers needs root for the whole capture (use --netns or --pid for a fixed target)");
+    }
+    let mut endpoints = resolve::resolve_all(&opts.targets)?;
+    // Container targets are followed: the watcher sends endpoint changes.
+    let mut watcher = None;
+    if let Some(selection) = Selection::from_targets(&opts.targets)? {
+        let (w, found) = Watcher::start(selection, opts.wait).await?;
+        for ep in found {
+            if !endpoints.iter().any(|e| e.ifindex == ep.ifindex) {
+                endpoints.push(ep);
+            }
+        }
+        watcher = Some(w);
+    }
     let snaplen = if opts.snaplen == 0 { MAX_SNAPLEN } else { opts.snaplen.min(MAX_SNAPLEN) };
 
     // Open the output before attaching anything: a bad path must leave
@@ -138,21 +162,29 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
         privileges::drop_to(user, keep).with_context(|| format!("cannot switch to user {}", user.name))?;
     }
     if !opts.quiet {
-        let names: Vec<String> = ifaces.iter().map(|i| describe(&i.endpoint)).collect();
+        let mut names: Vec<String> = ifaces.iter().map(|i| describe(&i.endpoint)).collect();
+        if names.is_empty() {
+            names.push("no interface yet, waiting for containers".into());
+        }
         eprintln!(
             "cnet: capturing on {} ({}, snaplen {snaplen} bytes)",
             names.join(", "),
             capture.mode_name()
         );
     }
+    let mut changes = watcher.map(|w| {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(w.run(tx));
+        rx
+    });
 
     let clock = Clock::new();
     let start_ns = Clock::now_wall_ns();
     let mut dispatch = Dispatch {
-        ifaces: &ifaces,
-        by_ifindex: &by_ifindex,
-        clock,
         delivered: vec![0u64; ifaces.len()],
+        ifaces,
+        by_ifindex,
+        clock,
         captured: 0,
         limit: opts.count.unwrap_or(u64::MAX),
         bad_records: 0,
@@ -162,9 +194,6 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
         !opts.quiet && matches!(opts.output, Output::File(_) | Output::Rotate(_)) && !live && io::stderr().is_terminal();
 
     let mut ring = register(ring)?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let deadline = tokio::time::sleep(opts.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(FLUSH_INTERVAL);
@@ -220,6 +249,12 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
             Some(l) = async { match logger.as_mut() { Some(l) => Some(l.readable_mut().await), None => None } } => {
                 if let Ok(mut g) = l { g.get_inner_mut().flush(); g.clear_ready(); }
             }
+            Some(change) = async { match changes.as_mut() { Some(rx) => rx.recv().await, None => None } } => {
+                if let Err(e) = dispatch.apply(change, &mut capture, &mut *sink, snaplen, opts.quiet) {
+                    write_error = Some(e);
+                    break 'outer;
+                }
+            }
         }
     }
     if status_line {
@@ -243,6 +278,7 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
 
     let end_ns = Clock::now_wall_ns();
     let mut summary = Summary { captured: dispatch.captured, ..Default::default() };
+    let ifaces = &dispatch.ifaces;
     let mut stats = Vec::with_capacity(ifaces.len());
     for (i, iface) in ifaces.iter().enumerate() {
         let mut k = Counters::default();
@@ -280,9 +316,10 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
 }
 
 /// Turns ring-buffer records into labeled packets for the sink.
-struct Dispatch<'a> {
-    ifaces: &'a [Iface],
-    by_ifindex: &'a HashMap<u32, usize>,
+struct Dispatch {
+    /// Every interface ever captured, by pcapng id (never shrinks).
+    ifaces: Vec<Iface>,
+    by_ifindex: HashMap<u32, usize>,
     clock: Clock,
     delivered: Vec<u64>,
     captured: u64,
@@ -291,7 +328,39 @@ struct Dispatch<'a> {
     direction: Option<Direction>,
 }
 
-impl Dispatch<'_> {
+impl Dispatch {
+    /// Hooks an interface that appeared mid-capture, or unhooks one that
+    /// went away. A removed interface keeps its pcapng id and its ifindex
+    /// mapping, so records still in the ring are labeled correctly.
+    fn apply(&mut self, change: EndpointEvent, capture: &mut Capture, sink: &mut dyn Sink, snaplen: u32, quiet: bool) -> io::Result<()> {
+        match change {
+            EndpointEvent::Add(ep) => {
+                if let Err(e) = capture.attach(&ep) {
+                    // The container may have stopped again already.
+                    log::warn!("cannot attach to {}: {e}", describe(&ep));
+                    return Ok(());
+                }
+                let iface = Iface::new(self.ifaces.len() as u32, ep, snaplen);
+                sink.add_interface(&iface)?;
+                if !quiet {
+                    eprintln!("cnet: attached {}", describe(&iface.endpoint));
+                }
+                self.by_ifindex.insert(iface.endpoint.ifindex, self.ifaces.len());
+                self.ifaces.push(iface);
+                self.delivered.push(0);
+            }
+            EndpointEvent::Remove(ep) => {
+                if let Err(e) = capture.detach(ep.ifindex) {
+                    log::warn!("cannot detach from {}: {e}", describe(&ep));
+                }
+                if !quiet {
+                    eprintln!("cnet: detached {}", describe(&ep));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Handles one record; returns false once the packet limit is reached.
     fn record(&mut self, bytes: &[u8], sink: &mut dyn Sink) -> io::Result<bool> {
         if self.captured >= self.limit {

@@ -59,6 +59,8 @@ pub enum Command {
     /// Wireshark extcap interface (`cnet extcap install` sets it up).
     #[command(disable_help_flag = true)]
     Extcap(ExtcapArgs),
+    /// List the containers of every runtime found, with their interfaces.
+    List(ListArgs),
 }
 
 /// Direction relative to the captured container or namespace.
@@ -136,6 +138,13 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 #[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct CaptureArgs {
     /// Host interface to capture on (repeatable).
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
@@ -147,6 +156,25 @@ pub struct CaptureArgs {
     /// Capture the network namespace of this process.
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
+    /// Container by name, id or unique id prefix (repeatable). Qualify it
+    /// as docker:NAME, podman:NAME, containerd:NAMESPACE/ID or netns:NAME;
+    /// globs such as 'web-*' select every match. Followed: restarts and
+    /// matching containers that start later are attached as they appear.
+    #[arg(long = "container", value_name = "NAME|ID")]
+    pub containers: Vec<String>,
+    /// Capture every container of every runtime found, and those that start later.
+    #[arg(long = "all")]
+    pub all: bool,
+    /// Capture the containers of a Kubernetes pod (repeatable).
+    #[arg(long = "pod", value_name = "NAMESPACE/NAME")]
+    pub pods: Vec<String>,
+    /// With container targets: only this container-side interface (repeatable).
+    #[arg(long = "iface", value_name = "IFACE")]
+    pub container_ifaces: Vec<String>,
+    /// With --container or --pod: wait for a container that does not exist
+    /// yet instead of failing.
+    #[arg(long)]
+    pub wait: bool,
     /// Write pcapng to FILE ("-" for standard output) instead of printing.
     #[arg(short = 'w', value_name = "FILE")]
     pub write: Option<PathBuf>,
@@ -216,6 +244,23 @@ impl CaptureArgs {
                 _ => Target::Pid(self.pids[*n]),
             });
         }
+        for c in self.containers {
+            // netns:NAME is a namespace, not a container.
+            match c.strip_prefix("netns:") {
+                Some(ns) => targets.push(Target::Netns(ns.to_string())),
+                None => targets.push(Target::Container(c)),
+            }
+        }
+        if self.all {
+            targets.push(Target::AllContainers);
+        }
+        targets.extend(self.pods.into_iter().map(Target::Pod));
+        if !self.container_ifaces.is_empty() {
+            if !targets.iter().any(|t| matches!(t, Target::Container(_) | Target::AllContainers | Target::Pod(_))) {
+                anyhow::bail!("--iface selects interfaces of containers: use it with --container, --all or --pod (for a host interface use -i)");
+            }
+            targets.extend(self.container_ifaces.into_iter().map(Target::ContainerIface));
+        }
         let rotating = self.file_size.is_some() || self.rotate_secs.is_some() || self.file_count.is_some();
         let output = match self.write {
             None if rotating => anyhow::bail!("-C, -G and -W need a file name: add -w FILE"),
@@ -258,6 +303,7 @@ impl CaptureArgs {
                 None => None,
             },
             direction: self.direction.map(Direction::from),
+            wait: self.wait,
         })
     }
 }

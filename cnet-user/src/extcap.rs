@@ -37,8 +37,19 @@ pub struct ExtcapTarget {
 /// The targets offered as interfaces: today the named network namespaces
 /// (`ip netns`) that have a veth whose peer is in cnet's namespace.
 /// Containers (by runtime) are to be added here, in this one place.
-pub fn list_targets() -> Vec<ExtcapTarget> {
+pub async fn list_targets() -> Vec<ExtcapTarget> {
     let mut out = Vec::new();
+    // Containers of every runtime that answers, one interface each.
+    if let Ok(rows) = crate::list::rows().await {
+        for r in rows.into_iter().filter(|r| r.not_capturable.is_none() && !r.interfaces.is_empty()) {
+            let q = r.container.qualified_name();
+            out.push(ExtcapTarget {
+                interface: format!("cnet-{}", interface_safe(&q.replace(':', "-"))),
+                display: format!("cnet: {} {} ({})", r.container.runtime, r.container.name, r.container.image),
+                target: Target::Container(q),
+            });
+        }
+    }
     let Ok(host) = HostLinks::read() else { return out };
     let mut names: Vec<String> = std::fs::read_dir("/var/run/netns")
         .map(|d| d.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect())
@@ -151,8 +162,8 @@ pub async fn run(args: &[String]) -> Result<()> {
     if call.interfaces || (call.version && call.interface.is_none()) {
         println!("extcap {{version={version}}}{{help=https://example.invalid/cnet}}");
         if call.interfaces {
-            println!("interface {{value={ALL}}}{{display=cnet: all network namespaces}}");
-            for t in list_targets() {
+            println!("interface {{value={ALL}}}{{display=cnet: all containers and network namespaces}}");
+            for t in list_targets().await {
                 println!("interface {{value={}}}{{display={}}}", t.interface, t.display);
             }
         }
@@ -166,7 +177,7 @@ pub async fn run(args: &[String]) -> Result<()> {
         return Ok(());
     }
     if call.config {
-        print_config();
+        print_config(&list_targets().await);
         return Ok(());
     }
     let filter = call.capture_filter.as_deref().unwrap_or("").trim();
@@ -181,20 +192,20 @@ pub async fn run(args: &[String]) -> Result<()> {
         bail!("cnet does not support capture filters (got {filter:?}); clear the capture filter and use a display filter instead");
     }
     let fifo = call.fifo.clone().context("no --fifo given: Wireshark passes the pipe to write to")?;
-    let opts = capture_options(&call, &iface, fifo)?;
+    let opts = capture_options(&call, &iface, fifo, list_targets().await)?;
     // Quiet: Wireshark may show anything on stderr as an error.
     capture::run(opts).await?;
     Ok(())
 }
 
-fn print_config() {
+fn print_config(targets: &[ExtcapTarget]) {
     println!(
         "arg {{number=0}}{{call=--snaplen}}{{display=Snapshot length}}{{tooltip=Bytes kept of each packet (0 = all, at most 65535)}}{{type=integer}}{{range=0,65535}}{{default=65535}}"
     );
     println!(
         "arg {{number=1}}{{call=--targets}}{{display=Capture also}}{{tooltip=More namespaces to capture in the same file (cnet-all: only these, if any are checked)}}{{type=multicheck}}"
     );
-    for t in list_targets() {
+    for t in targets {
         println!("value {{arg=1}}{{value={}}}{{display={}}}{{enabled=true}}{{default=false}}", t.interface, t.display);
     }
     println!(
@@ -205,8 +216,7 @@ fn print_config() {
     println!("value {{arg=2}}{{value=out}}{{display=out (sent by the container)}}{{default=false}}");
 }
 
-fn capture_options(call: &Call, iface: &str, fifo: PathBuf) -> Result<CaptureOptions> {
-    let known = list_targets();
+fn capture_options(call: &Call, iface: &str, fifo: PathBuf, known: Vec<ExtcapTarget>) -> Result<CaptureOptions> {
     let lookup = |name: &str| -> Result<Target> {
         known
             .iter()
@@ -225,10 +235,10 @@ fn capture_options(call: &Call, iface: &str, fifo: PathBuf) -> Result<CaptureOpt
         }
     }
     if iface == ALL && targets.is_empty() {
-        targets = known.into_iter().map(|t| t.target).collect();
-        if targets.is_empty() {
-            bail!("no network namespace with a veth to capture (list them with `ip netns list`)");
-        }
+        // Every container, including those that start during the capture,
+        // and every network namespace.
+        targets = known.into_iter().filter(|t| matches!(t.target, Target::Netns(_))).map(|t| t.target).collect();
+        targets.push(Target::AllContainers);
     }
     let snaplen = match call.snaplen.as_deref() {
         None | Some("") => 65535,
@@ -253,6 +263,7 @@ fn capture_options(call: &Call, iface: &str, fifo: PathBuf) -> Result<CaptureOpt
         direction,
         file_mode: 0o600,
         drop_to: None,
+        wait: false,
     })
 }
 

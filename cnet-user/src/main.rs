@@ -44,6 +44,7 @@ fn main() -> ExitCode {
                 anyhow::Ok(())
             }
             Command::Extcap(args) => extcap::run(&args.args).await,
+            Command::List(args) => cnet::list::run(args.json).await,
         }
     });
     match result {

@@ -1,5 +1,5 @@
 //! Target resolution: turns what the user named (an interface, a network
-//! namespace, a PID; containers later) into the host-side interfaces to hook
+//! namespace, a PID; containers through [`crate::runtime`]) into the host-side interfaces to hook
 //! and the labels their packets carry.
 //!
 //! For a namespace the host end of each veth is found the way one would by
@@ -21,6 +21,33 @@ pub enum Target {
     Netns(String),
     /// The network namespace of a process (`--pid`).
     Pid(u32),
+    /// A container by name, id or id prefix, optionally qualified
+    /// (`docker:web`, `containerd:NS/ID`) or a glob (`--container`).
+    Container(String),
+    /// Every container of every runtime found (`--all`).
+    AllContainers,
+    /// The containers of a Kubernetes pod, `NAMESPACE/NAME` (`--pod`).
+    Pod(String),
+    /// Restricts container targets to this container-side interface
+    /// (`--iface`); selects nothing by itself.
+    ContainerIface(String),
+}
+
+impl Target {
+    /// Container targets are resolved, and followed, by
+    /// [`crate::runtime::watch`] rather than by [`resolve_all`].
+    pub fn is_container(&self) -> bool {
+        matches!(self, Target::Container(_) | Target::AllContainers | Target::Pod(_) | Target::ContainerIface(_))
+    }
+}
+
+/// Change to the set of hooked interfaces while a capture runs.
+#[derive(Clone, Debug)]
+pub enum EndpointEvent {
+    /// A followed container started, restarted or got a new network.
+    Add(Endpoint),
+    /// Its interface went away (container stopped or disconnected).
+    Remove(Endpoint),
 }
 
 impl fmt::Display for Target {
@@ -29,13 +56,17 @@ impl fmt::Display for Target {
             Target::Interface(i) => write!(f, "interface {i}"),
             Target::Netns(n) => write!(f, "netns {n}"),
             Target::Pid(p) => write!(f, "pid {p}"),
+            Target::Container(c) => write!(f, "container {c}"),
+            Target::AllContainers => write!(f, "all containers"),
+            Target::Pod(p) => write!(f, "pod {p}"),
+            Target::ContainerIface(i) => write!(f, "container interface {i}"),
         }
     }
 }
 
 /// Who a captured interface belongs to; becomes the IDB description and the
 /// per-packet comment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Label {
     /// Short name of the owner: `netns:blue`, `pid:1234`, or empty for a
     /// plain host interface.
@@ -48,6 +79,9 @@ pub struct Label {
     pub addrs: Vec<String>,
     /// `key=value` pairs placed before `iface=… dir=…` in packet comments.
     pub comment_fields: Vec<(String, String)>,
+    /// More about the owner for the interface description (a container's
+    /// short id and image); empty for namespaces and PIDs.
+    pub details: String,
 }
 
 /// A host interface to hook, with its label.
@@ -74,7 +108,11 @@ impl Endpoint {
         if !self.label.addrs.is_empty() {
             s.push_str(&format!(" [{}]", self.label.addrs.join(", ")));
         }
-        s.push_str(&format!(" (netns inode {})", self.label.netns_inode));
+        if self.label.details.is_empty() {
+            s.push_str(&format!(" (netns inode {})", self.label.netns_inode));
+        } else {
+            s.push_str(&format!(" ({}, netns inode {})", self.label.details, self.label.netns_inode));
+        }
         s
     }
 }
@@ -130,11 +168,12 @@ impl HostLinks {
     }
 }
 
-/// Resolves every target; the result has no duplicate interfaces.
+/// Resolves every target but container targets (see
+/// [`Target::is_container`]); the result has no duplicate interfaces.
 pub fn resolve_all(targets: &[Target]) -> Result<Vec<Endpoint>, ResolveError> {
     let host = HostLinks::read()?;
     let mut out: Vec<Endpoint> = Vec::new();
-    for t in targets {
+    for t in targets.iter().filter(|t| !t.is_container()) {
         for ep in resolve(t, &host)? {
             if !out.iter().any(|e| e.ifindex == ep.ifindex) {
                 out.push(ep);
@@ -159,6 +198,7 @@ pub fn resolve(target: &Target, host: &HostLinks) -> Result<Vec<Endpoint>, Resol
                     netns_inode: 0,
                     addrs: Vec::new(),
                     comment_fields: Vec::new(),
+                    details: String::new(),
                 },
             }])
         }
@@ -178,6 +218,8 @@ pub fn resolve(target: &Target, host: &HostLinks) -> Result<Vec<Endpoint>, Resol
             }
             resolve_netns(&path, &format!("pid:{pid}"), vec![("pid".into(), pid.to_string())], host)
         }
+        // Resolved asynchronously by runtime::watch, which also follows them.
+        Target::Container(_) | Target::AllContainers | Target::Pod(_) | Target::ContainerIface(_) => Ok(Vec::new()),
     }
 }
 
@@ -234,6 +276,7 @@ pub fn resolve_netns(
                             .map(|a| format!("{}/{}", a.addr, a.prefix_len))
                             .collect(),
                         comment_fields,
+                        details: String::new(),
                     },
                 });
             }

@@ -47,7 +47,7 @@ fn hot_path_allocates_nothing_per_packet() {
             ifname: "veth0".into(),
             link_type: 1,
             peer_view: true,
-            label: Label { owner: "netns:x".into(), iface: "eth0".into(), netns_inode: 1, addrs: vec![], comment_fields: vec![] },
+            label: Label { owner: "netns:x".into(), iface: "eth0".into(), netns_inode: 1, addrs: vec![], comment_fields: vec![], details: String::new() },
         },
         65535,
     );

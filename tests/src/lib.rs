@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod traffic;
+pub mod runtimes;
 
 static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -199,13 +200,24 @@ impl CnetResult {
 impl Cnet {
     /// Starts `cnet ARGS…` and waits until it reports that it is attached.
     pub fn start(args: &[&str]) -> Result<Cnet> {
-        Cnet::start_bin(&cnet_bin(), args)
+        Cnet::spawn(Command::new(cnet_bin()).args(args))
     }
 
     /// Like [`Cnet::start`] with an explicit binary.
     pub fn start_bin(bin: &Path, args: &[&str]) -> Result<Cnet> {
-        let mut child = Command::new(bin)
-            .args(args)
+        Cnet::spawn(Command::new(bin).args(args))
+    }
+
+    /// Like `start`, with cnet in the network namespace /var/run/netns/NETNS
+    /// (nsenter execs cnet, so the PID is cnet's).
+    pub fn start_in_netns(netns: &str, args: &[&str]) -> Result<Cnet> {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{netns}")).arg(cnet_bin()).args(args);
+        Cnet::spawn(&mut cmd)
+    }
+
+    fn spawn(cmd: &mut Command) -> Result<Cnet> {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -243,6 +255,28 @@ impl Cnet {
                 bail!("cnet did not attach within 30 s: {}", cnet.stderr_seen.join("\n"));
             }
         }
+    }
+
+    /// Waits for a stderr line containing `needle` (e.g. "cnet: attached")
+    /// and returns it.
+    pub fn wait_for_stderr(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        if let Some(l) = self.stderr_seen.iter().find(|l| l.contains(needle)) {
+            return Ok(l.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.stderr_lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    self.stderr_seen.push(line.clone());
+                    if line.contains(needle) {
+                        return Ok(line);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        bail!("cnet printed no line with {needle:?} within {timeout:?}: {}", self.stderr_seen.join("\n"))
     }
 
     pub fn pid(&self) -> u32 {

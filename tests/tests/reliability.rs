@@ -47,10 +47,15 @@ fn sigkill_mid_capture_leaves_a_file_readable_up_to_the_last_flush() {
     // The next capture on the same target works.
     let again = dir.path().join("again.pcapng");
     let cnet = Cnet::start(&["capture", "--netns", &lab.host(0).netns, "-w", again.to_str().unwrap()]).unwrap();
-    traffic::udp_burst(&lab, 0, 1, 7102, "again", 3).unwrap();
+    let sent = traffic::udp_burst(&lab, 0, 1, 7102, "again", 3).unwrap();
     let res = cnet.stop().unwrap();
     assert!(res.status.success(), "{}", res.stderr);
-    assert_eq!(res.summary("captured"), Some(3));
+    // The datagrams, and whatever else the namespace sent (ARP, IPv6 ND).
+    let f = read_file(&again).unwrap_or_else(|(e, _)| panic!("{e}"));
+    assert_eq!(res.summary("captured"), Some(f.packets.len() as u64));
+    for p in &sent {
+        assert_eq!(f.packets.iter().filter(|q| q.data.ends_with(p)).count(), 1);
+    }
 }
 
 #[test]

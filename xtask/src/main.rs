@@ -124,6 +124,8 @@ fn setup(test_deps: bool) -> Result<()> {
     let sysroot = PathBuf::from(output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?);
     ensure_rust_src(&sysroot)?;
     ensure_bpf_linker(&sysroot)?;
+    // containerd's API client compiles its protobuf definitions at build time.
+    ensure_packages(&[("protoc", "protobuf-compiler")])?;
     if test_deps {
         ensure_packages(&[
             ("tshark", "tshark"),
@@ -279,10 +281,24 @@ fn build_cnet(release: bool) -> Result<PathBuf> {
     Ok(target.join(if release { "release" } else { "debug" }).join("cnet"))
 }
 
+/// Stops the runtimes that scripts/start-runtimes.sh started, on any exit.
+struct StopRuntimes;
+
+impl Drop for StopRuntimes {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg("scripts/stop-runtimes.sh").current_dir(workspace_root()).status();
+    }
+}
+
 fn test(args: &[String]) -> Result<()> {
     use std::io::{BufRead, BufReader};
     require_root("the tests create network namespaces and load eBPF programs")?;
     let bin = build_cnet(false)?;
+    // The container tests talk to real Docker, Podman and containerd. The
+    // script starts what is not running yet; the guard stops exactly that.
+    run(Command::new("bash").arg("scripts/start-runtimes.sh").current_dir(workspace_root()))
+        .context("starting the container runtimes for the tests")?;
+    let runtimes = StopRuntimes;
     let mut child = Command::new("cargo")
         .args(["test", "--workspace", "--exclude", "cnet-ebpf"])
         .args(args)
@@ -312,6 +328,7 @@ fn test(args: &[String]) -> Result<()> {
         }
     }
     let status = child.wait()?;
+    drop(runtimes);
     println!("\ntotal: {passed} passed, {failed} failed, {ignored} skipped");
     if !status.success() {
         bail!("cargo test failed ({status})");

@@ -324,6 +324,7 @@ mod tests {
                 netns_inode: 4026532000,
                 addrs: vec![],
                 comment_fields: vec![("ns".into(), "blue".into())],
+                ..Default::default()
             },
         }
     }

@@ -240,8 +240,7 @@ mod tests {
                 iface: "eth0".into(),
                 netns_inode: 1,
                 addrs: vec![],
-                comment_fields: vec![],
-            },
+                comment_fields: vec![], details: String::new() },
         };
         Iface::new(0, ep, 65535)
     }
