@@ -107,6 +107,19 @@ pub fn for_each_packet(
     }
 }
 
+/// Like [`for_each_packet`] on any byte stream; `name` names it in errors.
+pub fn for_each_packet_in(
+    source: impl Read,
+    name: &str,
+    mut f: impl FnMut(&CaptureFile, FilePacket) -> bool,
+) -> Result<CaptureFile, (ReadError, CaptureFile)> {
+    let mut out = CaptureFile::default();
+    match scan_stream(source, name.to_string(), &mut out, &mut f) {
+        Ok(()) => Ok(out),
+        Err(e) => Err((e, out)),
+    }
+}
+
 type OnPacket<'a> = dyn FnMut(&CaptureFile, FilePacket) -> bool + 'a;
 
 fn scan(path: &Path, out: &mut CaptureFile, f: &mut OnPacket<'_>) -> Result<(), ReadError> {
@@ -116,6 +129,10 @@ fn scan(path: &Path, out: &mut CaptureFile, f: &mut OnPacket<'_>) -> Result<(), 
     } else {
         Box::new(File::open(path).map_err(|source| ReadError::Open { path: p.clone(), source })?)
     };
+    scan_stream(source, p, out, f)
+}
+
+fn scan_stream(source: impl Read, p: String, out: &mut CaptureFile, f: &mut OnPacket<'_>) -> Result<(), ReadError> {
     let mut r = BufReader::with_capacity(1 << 16, source);
     // Peek at the magic without consuming it, so pipes work too.
     let magic: Vec<u8> = loop {
