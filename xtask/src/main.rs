@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
+mod soak;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "cnet project automation")]
@@ -55,6 +56,16 @@ enum Cmd {
         #[arg(long)]
         rounds: Option<usize>,
     },
+    /// Capture restarting Docker containers for a while; report memory,
+    /// descriptors, drops and leftovers (as root).
+    Soak {
+        /// Minutes to run.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Containers to start.
+        #[arg(long, default_value_t = 10)]
+        containers: usize,
+    },
     /// Run all tests (as root: they create namespaces and load eBPF).
     Test {
         /// Extra arguments for `cargo test`.
@@ -77,6 +88,13 @@ fn main() {
             require_root("the benchmark creates network namespaces and loads eBPF programs")?;
             let bin = build_cnet(true)?;
             bench::run(&bin, &bench::Options { quick, seconds, rounds })
+        }),
+        Cmd::Soak { minutes, containers } => setup(true).and_then(|_| {
+            require_root("the soak starts containers and loads eBPF programs")?;
+            let bin = build_cnet(true)?;
+            run(Command::new("bash").arg("scripts/start-runtimes.sh").current_dir(workspace_root()))?;
+            let _runtimes = StopRuntimes;
+            soak::run(&bin, &soak::Options { minutes, containers })
         }),
         Cmd::Test { args } => setup(true).and_then(|_| test(&args)),
     };
