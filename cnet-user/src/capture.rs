@@ -14,6 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::attach::{AttachMode, Capture, LoadOptions};
 use crate::collect::{self, Clock};
+use crate::filter::Filter;
 use crate::resolve::{self, Endpoint, Target};
 use crate::sinks::pcapng::PcapngSink;
 use crate::sinks::print::Printer;
@@ -34,6 +35,8 @@ pub enum Output {
 #[derive(Clone, Debug)]
 pub struct CaptureOptions {
     pub targets: Vec<Target>,
+    /// tcpdump filter expression, evaluated in the kernel.
+    pub filter: Option<String>,
     pub output: Output,
     pub count: Option<u64>,
     pub snaplen: u32,
@@ -66,10 +69,15 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
     if opts.targets.is_empty() {
         bail!("nothing to capture: name a target with -i IFACE, --netns NAME|PATH or --pid PID");
     }
+    let snaplen = if opts.snaplen == 0 { MAX_SNAPLEN } else { opts.snaplen.min(MAX_SNAPLEN) };
+    // A bad expression is reported before anything else happens.
+    let filter = match &opts.filter {
+        Some(expr) => Some(Filter::compile(expr, snaplen)?),
+        None => None,
+    };
     let enters_netns = opts.targets.iter().any(|t| !matches!(t, Target::Interface(_)));
     privileges::check(enters_netns)?;
     let endpoints = resolve::resolve_all(&opts.targets)?;
-    let snaplen = if opts.snaplen == 0 { MAX_SNAPLEN } else { opts.snaplen.min(MAX_SNAPLEN) };
 
     // Open the output before attaching anything: a bad path must leave
     // nothing behind.
@@ -92,6 +100,7 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
         ring_bytes: opts.buffer_kib.saturating_mul(1024),
         ebpf_log: opts.ebpf_log,
         mode: opts.attach,
+        filter,
     })?;
     let ring = capture.take_ring()?;
     let mut logger = if opts.ebpf_log { Some(register(capture.take_logger()?)?) } else { None };
@@ -100,15 +109,19 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
     let mut by_ifindex: HashMap<u32, usize> = HashMap::new();
     for ep in &endpoints {
         capture.attach(ep)?;
-        let iface = Iface::new(ifaces.len() as u32, ep.clone(), snaplen);
+        let iface = Iface::new(ifaces.len() as u32, ep.clone(), snaplen).with_filter(opts.filter.as_deref());
         sink.add_interface(&iface)?;
         by_ifindex.insert(ep.ifindex, ifaces.len());
         ifaces.push(iface);
     }
     if !opts.quiet {
         let names: Vec<String> = ifaces.iter().map(|i| describe(&i.endpoint)).collect();
+        let filter = match &opts.filter {
+            Some(f) => format!(", filter \"{f}\""),
+            None => String::new(),
+        };
         eprintln!(
-            "cnet: capturing on {} ({}, snaplen {snaplen} bytes)",
+            "cnet: capturing on {} ({}, snaplen {snaplen} bytes{filter})",
             names.join(", "),
             capture.mode_name()
         );

@@ -10,6 +10,7 @@ pub mod capture;
 pub mod cli;
 pub mod collect;
 pub mod decode;
+pub mod filter;
 pub mod netlink;
 pub mod netns;
 pub mod privileges;
