@@ -54,6 +54,10 @@ enum Cmd {
         /// Interleaved rounds (default 3, quick 1).
         #[arg(long)]
         rounds: Option<usize>,
+        /// Only these loads (repeatable): tcp-bulk-1, tcp-bulk-2, udp-64B,
+        /// tcp-req-resp.
+        #[arg(long = "load", value_name = "LOAD")]
+        loads: Vec<String>,
     },
     /// Run all tests (as root: they create namespaces and load eBPF).
     Test {
@@ -73,10 +77,10 @@ fn main() {
             let bin = build_cnet(true)?;
             demo::run(&bin, &output, seconds)
         }),
-        Cmd::Bench { quick, seconds, rounds } => setup(true).and_then(|_| {
+        Cmd::Bench { quick, seconds, rounds, loads } => setup(true).and_then(|_| {
             require_root("the benchmark creates network namespaces and loads eBPF programs")?;
             let bin = build_cnet(true)?;
-            bench::run(&bin, &bench::Options { quick, seconds, rounds })
+            bench::run(&bin, &bench::Options { quick, seconds, rounds, loads })
         }),
         Cmd::Test { args } => setup(true).and_then(|_| test(&args)),
     };
@@ -124,6 +128,8 @@ fn setup(test_deps: bool) -> Result<()> {
     let sysroot = PathBuf::from(output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?);
     ensure_rust_src(&sysroot)?;
     ensure_bpf_linker(&sysroot)?;
+    // cnet links libpcap, which compiles capture filter expressions.
+    ensure_dev_packages(&[("/usr/include/pcap/pcap.h", "libpcap-dev")])?;
     if test_deps {
         ensure_packages(&[
             ("tshark", "tshark"),
@@ -254,6 +260,22 @@ fn ensure_packages(pkgs: &[(&str, &str)]) -> Result<()> {
         .filter(|(bin, _)| !cmd_ok(Command::new("sh").args(["-c", &format!("command -v {bin}")])))
         .map(|(_, pkg)| *pkg)
         .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    require_root(&format!("installing {} needs apt", missing.join(" ")))?;
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Installs the packages whose marker file is missing (headers and
+/// libraries have no command to look for).
+fn ensure_dev_packages(pkgs: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = pkgs.iter().filter(|(file, _)| !Path::new(file).exists()).map(|(_, pkg)| *pkg).collect();
     if missing.is_empty() {
         return Ok(());
     }
