@@ -704,6 +704,28 @@ mod tests {
     }
 
     #[test]
+    fn untranslatable_programs_are_refused_with_the_reason() {
+        // ldb [vlanp] (Linux ancillary data, what a live handle emits for
+        // `vlan`), then ret.
+        let prog = [
+            CbpfInsn { code: c::LD | c::B | c::ABS, jt: 0, jf: 0, k: 0xffff_f000 + 48 },
+            CbpfInsn { code: c::RET | c::RVAL_A, jt: 0, jf: 0, k: 0 },
+        ];
+        let (index, reason) = translate(&prog).unwrap_err();
+        assert_eq!(index, 0);
+        assert!(reason.contains("ancillary"), "{reason}");
+        // A program that falls off its end.
+        let prog = [CbpfInsn { code: c::LD | c::IMM, jt: 0, jf: 0, k: 1 }];
+        assert!(translate(&prog).is_err());
+        // Scratch memory beyond M[15].
+        let prog = [
+            CbpfInsn { code: c::ST, jt: 0, jf: 0, k: 16 },
+            CbpfInsn { code: c::RET, jt: 0, jf: 0, k: 1 },
+        ];
+        assert_eq!(translate(&prog).unwrap_err().0, 0);
+    }
+
+    #[test]
     fn userspace_reference_matches() {
         let f = Filter::compile("udp and len >= 60", 65535).unwrap();
         let mut frame = vec![0u8; 60];
