@@ -287,13 +287,6 @@ fn filters_keep_exactly_what_tcpdump_keeps() {
             split_tcpdump(&read_pcap(&p), &h.host_veth, macs[i], (t0, t1), &mut want);
         }
         let count = |s: &Split| s.values().map(Vec::len).sum::<usize>();
-        if std::env::var_os("CNET_FILTER_DEBUG").is_some() {
-            for h in [&a, &b] {
-                let p = dir.path().join(format!("td{}-{}.pcap", exprs.iter().position(|e| *e == run.expr).unwrap(), h.host_veth));
-                let fr = read_pcap(&p);
-                eprintln!("{}: {} frames, first {:?} last {:?}, window {t0}..{t1}", p.display(), fr.len(), fr.first().map(|f| f.0), fr.last().map(|f| f.0));
-            }
-        }
         table.push(format!("{:>5} {:>5}  {}", count(&want), count(&got), run.expr));
         if got != want {
             let mut why = String::new();
