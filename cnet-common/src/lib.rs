@@ -118,7 +118,28 @@ pub struct Config {
     /// reader also drains on a short timer). 0: wake on every record the
     /// kernel considers due (its default, adaptive behaviour).
     pub wakeup_bytes: u32,
-    pub _pad: u32,
+    /// Non-zero: a filter program is installed in the program array at
+    /// [`prog_index::filter`]; the capture programs tail-call it instead of
+    /// copying every packet.
+    pub filter: u32,
+}
+
+/// Slots of the program array the capture programs and filters tail-call
+/// through.
+pub mod prog_index {
+    use super::Hook;
+
+    /// The filter for packets on `hook`.
+    pub const fn filter(hook: Hook) -> u32 {
+        hook as u32
+    }
+
+    /// The continuation that counts a matching packet on `hook` and copies it.
+    pub const fn matched(hook: Hook) -> u32 {
+        2 + hook as u32
+    }
+
+    pub const SLOTS: u32 = 4;
 }
 
 /// Names of the maps and programs in the eBPF object.
@@ -128,6 +149,10 @@ pub mod names {
     pub const CONFIG: &str = "CNET_CONFIG";
     pub const PROG_INGRESS: &str = "cnet_ingress";
     pub const PROG_EGRESS: &str = "cnet_egress";
+    pub const PROGS: &str = "CNET_PROGS";
+    /// Continuations a filter tail-calls for matching packets.
+    pub const PROG_INGRESS_MATCHED: &str = "cnet_in_matched";
+    pub const PROG_EGRESS_MATCHED: &str = "cnet_eg_matched";
 }
 
 #[cfg(feature = "user")]

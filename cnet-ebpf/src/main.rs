@@ -4,6 +4,12 @@
 //! TC_ACT_UNSPEC, which is TCX_NEXT on TCX and "continue with the next
 //! filter" on clsact, so programs attached after cnet still run.
 //!
+//! With a capture filter (a tcpdump expression), the classifiers count the
+//! packet as seen and tail-call the filter program userspace translated from
+//! the expression; the filter tail-calls `cnet_in_matched`/`cnet_eg_matched`
+//! for packets that match, which count them as matched and copy them. Packets
+//! that do not match never reach the ring buffer.
+//!
 //! All policy (which interfaces, labels, output) lives in userspace.
 #![no_std]
 #![no_main]
@@ -12,11 +18,11 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC},
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map},
-    maps::{Array, PerCpuHashMap, RingBuf},
+    maps::{Array, PerCpuHashMap, ProgramArray, RingBuf},
     programs::TcContext,
 };
 use aya_log_ebpf::warn;
-use cnet_common::{Config, CounterKey, Counters, Hook, PacketHeader, MAX_SNAPLEN};
+use cnet_common::{prog_index, Config, CounterKey, Counters, Hook, PacketHeader, MAX_SNAPLEN};
 
 /// Packet records. The size set here is a default: userspace sets the real
 /// size (`-B`) when it loads the object.
@@ -32,6 +38,10 @@ static CNET_COUNTERS: PerCpuHashMap<CounterKey, Counters> =
 #[map(name = "CNET_CONFIG")]
 static CNET_CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
+/// Filter programs and their continuations (see `cnet_common::prog_index`).
+#[map(name = "CNET_PROGS")]
+static CNET_PROGS: ProgramArray = ProgramArray::with_max_entries(prog_index::SLOTS, 0);
+
 #[classifier]
 pub fn cnet_ingress(ctx: TcContext) -> i32 {
     capture(&ctx, Hook::Ingress);
@@ -44,6 +54,24 @@ pub fn cnet_egress(ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
 }
 
+/// Tail-called by the ingress filter for a matching packet.
+#[classifier]
+pub fn cnet_in_matched(ctx: TcContext) -> i32 {
+    if let Some(counters) = counters_of(&ctx, Hook::Ingress) {
+        copy(&ctx, Hook::Ingress, counters, &config());
+    }
+    TC_ACT_UNSPEC
+}
+
+/// Tail-called by the egress filter for a matching packet.
+#[classifier]
+pub fn cnet_eg_matched(ctx: TcContext) -> i32 {
+    if let Some(counters) = counters_of(&ctx, Hook::Egress) {
+        copy(&ctx, Hook::Egress, counters, &config());
+    }
+    TC_ACT_UNSPEC
+}
+
 /// A ring-buffer record whose data area is one of the size classes of
 /// `cnet_common::SIZE_CLASSES`.
 #[repr(C)]
@@ -52,27 +80,57 @@ struct Record<const N: usize> {
     data: [u8; N],
 }
 
+/// This CPU's counters of the interface the packet is on, if it is captured.
+#[inline(always)]
+fn counters_of(ctx: &TcContext, hook: Hook) -> Option<&'static mut Counters> {
+    // SAFETY: `skb` is the context pointer the kernel passed to this program.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let key = CounterKey { ifindex, hook: hook as u32 };
+    let counters = CNET_COUNTERS.get_ptr_mut(&key)?;
+    // SAFETY: per-CPU value; this program runs with preemption disabled, so
+    // nobody else touches this CPU's copy while we hold it.
+    Some(unsafe { &mut *counters })
+}
+
 #[inline(always)]
 fn capture(ctx: &TcContext, hook: Hook) {
+    let Some(counters) = counters_of(ctx, hook) else {
+        return;
+    };
+    // SAFETY: `skb` is the context pointer the kernel passed to this program.
+    let len = unsafe { (*ctx.skb.skb).len };
+    counters.seen += 1;
+    counters.bytes += len as u64;
+    let config = config();
+    if config.filter != 0 {
+        // SAFETY: the program array holds only SCHED_CLS programs that
+        // userspace put there. On success this does not return; if the slot
+        // is empty, the packet is not copied (never unfiltered).
+        unsafe { CNET_PROGS.tail_call(ctx, prog_index::filter(hook)) };
+        return;
+    }
+    copy(ctx, hook, counters, &config);
+}
+
+#[inline(always)]
+fn config() -> Config {
+    match CNET_CONFIG.get(0) {
+        Some(c) => *c,
+        None => Config { snaplen: MAX_SNAPLEN, log: 0, wakeup_bytes: 0, filter: 0 },
+    }
+}
+
+/// Counts a packet that passed the filter (every packet without one) and
+/// copies it into the ring buffer.
+#[inline(always)]
+fn copy(ctx: &TcContext, hook: Hook, counters: &mut Counters, config: &Config) {
     let skb = ctx.skb.skb;
     // SAFETY: `skb` is the context pointer the kernel passed to this program.
     let (ifindex, len, mark, hash) =
         unsafe { ((*skb).ifindex, (*skb).len, (*skb).mark, (*skb).hash) };
-    let key = CounterKey { ifindex, hook: hook as u32 };
-    let Some(counters) = CNET_COUNTERS.get_ptr_mut(&key) else {
-        return;
-    };
-    // SAFETY: per-CPU value; this program runs with preemption disabled, so
-    // nobody else touches this CPU's copy while we hold it.
-    let counters = unsafe { &mut *counters };
-    counters.seen += 1;
-    counters.bytes += len as u64;
     counters.matched += 1;
 
-    let (snaplen, log, wakeup_bytes) = match CNET_CONFIG.get(0) {
-        Some(c) => (c.snaplen, c.log, c.wakeup_bytes),
-        None => (MAX_SNAPLEN, 0, 0),
-    };
+    let (snaplen, log, wakeup_bytes) = (config.snaplen, config.log, config.wakeup_bytes);
     let cap = if len < snaplen { len } else { snaplen };
     let header = PacketHeader {
         // SAFETY: helper without preconditions.

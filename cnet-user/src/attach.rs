@@ -8,14 +8,16 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 
 use aya::maps::{Array, MapData, PerCpuHashMap, PerCpuValues, RingBuf};
 use aya::programs::links::LinkOrder;
 use aya::programs::tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions, TcAttachType, TcHandle};
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
-use cnet_common::{names, Config, CounterKey, Counters, Hook, MAX_SNAPLEN};
+use cnet_common::{names, prog_index, Config, CounterKey, Counters, Hook, MAX_SNAPLEN};
 
+use crate::filter::{self, Filter};
 use crate::netlink::{Netlink, CLSACT_EGRESS, CLSACT_INGRESS};
 use crate::resolve::Endpoint;
 
@@ -42,6 +44,8 @@ pub struct LoadOptions {
     pub mode: AttachMode,
     /// (uid, gid) cnet will run as after attaching (`-Z`), if any.
     pub run_as: Option<(u32, u32)>,
+    /// Capture filter evaluated in the kernel; `None` captures everything.
+    pub filter: Option<Filter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +107,9 @@ pub struct Capture {
     hooked: HashMap<u32, Hooked>,
     nr_cpus: usize,
     run_as: Option<(u32, u32)>,
+    /// The loaded filter programs (one per hook); the program array holds
+    /// them too, these keep them for the lifetime of the capture.
+    _filters: Vec<OwnedFd>,
 }
 
 fn prog_name(hook: Hook) -> &'static str {
@@ -134,11 +141,15 @@ impl Capture {
                 .map_err(|e| AttachError::Load(error_chain(&e)))?;
             prog.load().map_err(|e| AttachError::Load(error_chain(&e)))?;
         }
+        let filters = match &opts.filter {
+            Some(f) => install_filter(&mut ebpf, f)?,
+            None => Vec::new(),
+        };
         let config = Config {
             snaplen: opts.snaplen.clamp(1, MAX_SNAPLEN),
             log: opts.ebpf_log as u32,
             wakeup_bytes: wakeup_watermark(ring_bytes),
-            _pad: 0,
+            filter: opts.filter.is_some() as u32,
         };
         let mut cfg: Array<_, Config> = Array::try_from(ebpf.map_mut(names::CONFIG).expect("config map"))
             .map_err(|e| AttachError::Map(error_chain(&e)))?;
@@ -150,7 +161,7 @@ impl Capture {
                 .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0)),
         };
         let nr_cpus = aya::util::nr_cpus().map_err(|(what, e)| AttachError::Map(format!("{what}: {e}")))?;
-        Ok(Capture { ebpf, tcx, hooked: HashMap::new(), nr_cpus, run_as: opts.run_as })
+        Ok(Capture { ebpf, tcx, hooked: HashMap::new(), nr_cpus, run_as: opts.run_as, _filters: filters })
     }
 
     /// `tcx` or `clsact`.
@@ -318,6 +329,50 @@ impl Drop for Capture {
     fn drop(&mut self) {
         let _ = self.detach_all();
     }
+}
+
+fn matched_prog_name(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Ingress => names::PROG_INGRESS_MATCHED,
+        Hook::Egress => names::PROG_EGRESS_MATCHED,
+    }
+}
+
+/// Loads the continuation programs and one instance of the filter per hook
+/// (each tail-calls its own hook's continuation) into the program array.
+fn install_filter(ebpf: &mut Ebpf, filter: &Filter) -> Result<Vec<OwnedFd>, AttachError> {
+    let load_err = |e: &dyn std::error::Error| AttachError::Load(error_chain(e));
+    let mut matched_fds = Vec::new();
+    for hook in Hook::ALL {
+        let name = matched_prog_name(hook);
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .ok_or_else(|| AttachError::Load(format!("program {name} missing from the object")))?
+            .try_into()
+            .map_err(|e| load_err(&e))?;
+        prog.load().map_err(|e| load_err(&e))?;
+        let fd = prog.fd().map_err(|e| load_err(&e))?.as_fd().try_clone_to_owned().map_err(|e| load_err(&e))?;
+        matched_fds.push((hook, fd));
+    }
+    let progs = ebpf.map(names::PROGS).ok_or_else(|| AttachError::Load(format!("map {} missing from the object", names::PROGS)))?;
+    let aya::maps::Map::ProgramArray(progs) = progs else {
+        return Err(AttachError::Load(format!("map {} is not a program array", names::PROGS)));
+    };
+    let progs_fd = progs.fd().as_fd();
+    let mut filters = Vec::new();
+    for (hook, matched) in &matched_fds {
+        filter::set_program(progs_fd, prog_index::matched(*hook), matched.as_fd())
+            .map_err(|e| AttachError::Map(format!("cannot install the filter continuation: {e}")))?;
+        let name = match hook {
+            Hook::Ingress => "cnet_filter_in",
+            Hook::Egress => "cnet_filter_eg",
+        };
+        let fd = filter.load(name, progs_fd, prog_index::matched(*hook)).map_err(|e| AttachError::Load(e.to_string()))?;
+        filter::set_program(progs_fd, prog_index::filter(*hook), fd.as_fd())
+            .map_err(|e| AttachError::Map(format!("cannot install the filter: {e}")))?;
+        filters.push(fd);
+    }
+    Ok(filters)
 }
 
 /// Whether neither clsact hook of the interface has a BPF filter left.

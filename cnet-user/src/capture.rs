@@ -15,6 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::attach::{AttachMode, Capture, LoadOptions};
 use crate::collect::{self, Clock};
+use crate::filter::Filter;
 use crate::resolve::{self, Endpoint, EndpointEvent, Target};
 use crate::runtime::select::Selection;
 use crate::runtime::watch::Watcher;
@@ -40,6 +41,8 @@ pub enum Output {
 #[derive(Clone, Debug)]
 pub struct CaptureOptions {
     pub targets: Vec<Target>,
+    /// tcpdump filter expression, evaluated in the kernel.
+    pub filter: Option<String>,
     pub output: Output,
     pub count: Option<u64>,
     pub snaplen: u32,
@@ -86,6 +89,12 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
     if opts.targets.is_empty() {
         bail!("nothing to capture: name a target with -i IFACE, --netns NAME|PATH, --pid PID, --container NAME or --all");
     }
+    let snaplen = if opts.snaplen == 0 { MAX_SNAPLEN } else { opts.snaplen.min(MAX_SNAPLEN) };
+    // A bad expression is reported before anything else happens.
+    let filter = match &opts.filter {
+        Some(expr) => Some(Filter::compile(expr, snaplen)?),
+        None => None,
+    };
     let enters_netns = opts.targets.iter().any(|t| !matches!(t, Target::Interface(_)));
     privileges::check(enters_netns)?;
     if opts.drop_to.is_some() && opts.targets.iter().any(Target::is_container) {
@@ -103,7 +112,6 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
         }
         watcher = Some(w);
     }
-    let snaplen = if opts.snaplen == 0 { MAX_SNAPLEN } else { opts.snaplen.min(MAX_SNAPLEN) };
 
     // Open the output before attaching anything: a bad path must leave
     // nothing behind.
@@ -142,6 +150,7 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
         ebpf_log: opts.ebpf_log,
         mode: opts.attach,
         run_as: opts.drop_to.as_ref().map(|u| (u.uid, u.gid)),
+        filter,
     })?;
     let ring = capture.take_ring()?;
     let mut logger = if opts.ebpf_log { Some(register(capture.take_logger()?)?) } else { None };
@@ -150,7 +159,7 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
     let mut by_ifindex: HashMap<u32, usize> = HashMap::new();
     for ep in &endpoints {
         capture.attach(ep)?;
-        let iface = Iface::new(ifaces.len() as u32, ep.clone(), snaplen);
+        let iface = Iface::new(ifaces.len() as u32, ep.clone(), snaplen).with_filter(opts.filter.as_deref());
         sink.add_interface(&iface)?;
         by_ifindex.insert(ep.ifindex, ifaces.len());
         ifaces.push(iface);
@@ -166,8 +175,12 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
         if names.is_empty() {
             names.push("no interface yet, waiting for containers".into());
         }
+        let filter = match &opts.filter {
+            Some(f) => format!(", filter \"{f}\""),
+            None => String::new(),
+        };
         eprintln!(
-            "cnet: capturing on {} ({}, snaplen {snaplen} bytes)",
+            "cnet: capturing on {} ({}, snaplen {snaplen} bytes{filter})",
             names.join(", "),
             capture.mode_name()
         );

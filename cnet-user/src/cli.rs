@@ -224,6 +224,13 @@ pub struct CaptureArgs {
     /// Keep at most N files (with -C alone: a ring FILE0 … FILE<N-1>).
     #[arg(short = 'W', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub file_count: Option<u32>,
+    /// Read the filter expression from FILE (`#` starts a comment).
+    #[arg(short = 'F', value_name = "FILE")]
+    pub filter_file: Option<PathBuf>,
+    /// Capture filter in tcpdump's pcap-filter syntax, e.g. `tcp port 80`;
+    /// the words are joined with spaces. Evaluated in the kernel.
+    #[arg(value_name = "EXPRESSION")]
+    pub expression: Vec<String>,
     /// Command-line order of the target flags (see `Cli::parse_ordered`).
     #[arg(skip)]
     pub order: Vec<(usize, &'static str, usize)>,
@@ -287,8 +294,17 @@ impl CaptureArgs {
             Some(d) if d.is_finite() && d > 0.0 => Some(Duration::from_secs_f64(d)),
             Some(d) => anyhow::bail!("--duration must be a positive number of seconds, not {d}"),
         };
+        let filter = match (&self.filter_file, self.expression.is_empty()) {
+            (Some(_), false) => anyhow::bail!("give the filter expression either as arguments or with -F, not both"),
+            (Some(path), true) => Some(crate::filter::read_filter_file(path)?),
+            (None, false) => Some(self.expression.join(" ")),
+            (None, true) => None,
+        };
+        // An empty expression matches everything, as in tcpdump.
+        let filter = filter.filter(|f| !f.trim().is_empty());
         Ok(CaptureOptions {
             targets,
+            filter,
             output,
             count: self.count,
             snaplen: self.snaplen,

@@ -182,14 +182,14 @@ pub async fn run(args: &[String]) -> Result<()> {
     }
     let filter = call.capture_filter.as_deref().unwrap_or("").trim();
     if !call.capture {
-        // Filter validation: Wireshark treats any output as "invalid".
+        // Filter validation: Wireshark shows what is printed as the reason
+        // the filter is invalid; nothing printed means valid.
         if !filter.is_empty() {
-            println!("cnet does not support capture filters; use a display filter instead");
+            if let Err(e) = crate::filter::Filter::compile(filter, 65535) {
+                println!("{e}");
+            }
         }
         return Ok(());
-    }
-    if !filter.is_empty() {
-        bail!("cnet does not support capture filters (got {filter:?}); clear the capture filter and use a display filter instead");
     }
     let fifo = call.fifo.clone().context("no --fifo given: Wireshark passes the pipe to write to")?;
     let opts = capture_options(&call, &iface, fifo, list_targets().await)?;
@@ -264,6 +264,7 @@ fn capture_options(call: &Call, iface: &str, fifo: PathBuf, known: Vec<ExtcapTar
         file_mode: 0o600,
         drop_to: None,
         wait: false,
+        filter: call.capture_filter.as_deref().map(str::trim).filter(|f| !f.is_empty()).map(String::from),
     })
 }
 

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod collect;
 pub mod decode;
 pub mod extcap;
+pub mod filter;
 pub mod netlink;
 pub mod netns;
 pub mod list;

@@ -298,10 +298,15 @@ impl Cnet {
 
     pub fn wait(&mut self) -> Result<CnetResult> {
         let mut child = self.child.take().context("already waited")?;
-        let mut stdout = String::new();
-        if let Some(mut s) = self.stdout.take() {
-            s.read_to_string(&mut stdout)?;
-        }
+        // Read stdout on the side, so a cnet that does not exit cannot hang
+        // the test: it is killed at the deadline below.
+        let reader = self.stdout.take().map(|mut s| {
+            std::thread::spawn(move || {
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                out
+            })
+        });
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
             if let Some(st) = child.try_wait()? {
@@ -313,6 +318,7 @@ impl Cnet {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
+        let stdout = reader.map(|r| r.join().unwrap_or_default()).unwrap_or_default();
         while let Ok(l) = self.stderr_lines.recv_timeout(Duration::from_millis(500)) {
             self.stderr_seen.push(l);
         }

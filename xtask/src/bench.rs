@@ -3,8 +3,11 @@
 //! For each load (TCP bulk with 1 and 2 streams, a UDP 64-byte flood, a TCP
 //! request/response load) the variants run interleaved, round by round:
 //! no capture, then tcpdump and cnet on the same host veth at full snaplen
-//! to a file, full snaplen to /dev/null, and `-s 96` to a file. Ratios are
-//! computed within the run, so machine-to-machine spread cancels out.
+//! to a file, full snaplen to /dev/null, and `-s 96` to a file; on the UDP
+//! load also both tools with a capture filter that matches none of the
+//! traffic (`tcp port 1`), which measures what in-kernel filtering costs.
+//! Ratios are computed within the run, so machine-to-machine spread cancels
+//! out.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -57,7 +60,13 @@ enum Mode {
     FullFile,
     FullNull,
     Snap96File,
+    /// A filter expression that matches none of the load's packets.
+    FilterNothing,
 }
+
+/// Matches none of the benchmark's traffic, and libpcap cannot prove that
+/// (it rejects expressions that are always false).
+const FILTER_NOTHING: &str = "tcp port 1";
 
 impl Mode {
     fn name(self) -> &'static str {
@@ -65,6 +74,7 @@ impl Mode {
             Mode::FullFile => "full→file",
             Mode::FullNull => "full→/dev/null",
             Mode::Snap96File => "-s 96→file",
+            Mode::FilterNothing => "filter matching nothing",
         }
     }
 }
@@ -91,12 +101,20 @@ pub struct Options {
     pub quick: bool,
     pub seconds: Option<u64>,
     pub rounds: Option<usize>,
+    /// Names of the loads to run; empty: all.
+    pub loads: Vec<String>,
 }
 
 pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
     let secs = opts.seconds.unwrap_or(if opts.quick { 2 } else { 8 });
     let rounds = opts.rounds.unwrap_or(if opts.quick { 1 } else { 3 });
-    let loads = [Load::Tcp1, Load::Tcp2, Load::Udp64, Load::ReqResp];
+    let all = [Load::Tcp1, Load::Tcp2, Load::Udp64, Load::ReqResp];
+    for name in &opts.loads {
+        if !all.iter().any(|l| l.name() == name) {
+            bail!("unknown load {name:?}; the loads are tcp-bulk-1, tcp-bulk-2, udp-64B, tcp-req-resp");
+        }
+    }
+    let loads: Vec<Load> = all.into_iter().filter(|l| opts.loads.is_empty() || opts.loads.iter().any(|n| n == l.name())).collect();
     let tmp = std::env::temp_dir().join(format!("cnet-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let _cleanup = RemoveDir(tmp.clone());
@@ -113,7 +131,12 @@ pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
         variants.push((Tool::Cnet, mode));
     }
     let mut runs = Vec::new();
-    for load in loads {
+    for load in loads.iter().copied() {
+        let mut variants = variants.clone();
+        if load == Load::Udp64 {
+            variants.push((Tool::Tcpdump, Mode::FilterNothing));
+            variants.push((Tool::Cnet, Mode::FilterNothing));
+        }
         for round in 0..rounds {
             for &(tool, mode) in &variants {
                 let r = one_run(cnet, &lab, &veth, &tmp, load, tool, mode, round, secs)
@@ -293,12 +316,14 @@ fn one_run(
         _ => tmp.join("capture.out"),
     };
     let snap = if mode == Mode::Snap96File { "96" } else { "0" };
+    let filter: &[&str] = if mode == Mode::FilterNothing { &[FILTER_NOTHING] } else { &[] };
     let mut capture = match tool {
         Tool::None => None,
         Tool::Tcpdump => Some(
             Command::new("tcpdump")
                 .args(["-i", veth, "-n", "-s", snap, "-B", "32768", "-w"])
                 .arg(&out)
+                .args(filter)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -308,6 +333,7 @@ fn one_run(
             Command::new(cnet)
                 .args(["capture", "-q", "-i", veth, "-s", snap, "-B", "32768", "-w"])
                 .arg(&out)
+                .args(filter)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -456,7 +482,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    // NaN (e.g. CPU per captured packet when nothing is captured) sorts last.
+    v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
@@ -478,7 +505,7 @@ fn report(runs: &[Run], loads: &[Load], disk_mb_s: f64, secs: u64, rounds: usize
     s.push_str("| load | tool | mode | throughput | cost vs none | completeness | drops | capture CPU µs/pkt | machine CPU µs/pkt | peak RSS MiB | written MB/s |\n");
     s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut ratios = String::from("\n## cnet / tcpdump\n\n| load | mode | throughput | completeness | capture CPU per packet | written MB/s |\n|---|---|---|---|---|---|\n");
-    for load in loads {
+    for load in loads.iter().copied() {
         let base = groups.get(&(load.name(), "none", "-")).map(|rs| med(rs, &|r| r.throughput)).unwrap_or(f64::NAN);
         let row = |tool: &str, mode: &str| -> Option<(f64, f64, f64, f64, f64, f64, f64, f64)> {
             let rs = groups.get(&(load.name(), tool, mode))?;
@@ -492,7 +519,7 @@ fn report(runs: &[Run], loads: &[Load], disk_mb_s: f64, secs: u64, rounds: usize
             Some((tp, compl, drops, cpu, mcpu, rss, wr, if base > 0.0 { 1.0 - tp / base } else { f64::NAN }))
         };
         s.push_str(&format!("| {} | none | - | {base:.2} {} | | | | | | | |\n", load.name(), load.unit()));
-        for mode in [Mode::FullFile, Mode::FullNull, Mode::Snap96File] {
+        for mode in [Mode::FullFile, Mode::FullNull, Mode::Snap96File, Mode::FilterNothing] {
             let mut pair = Vec::new();
             for tool in ["tcpdump", "cnet"] {
                 if let Some((tp, compl, drops, cpu, mcpu, rss, wr, cost)) = row(tool, mode.name()) {

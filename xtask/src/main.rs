@@ -55,6 +55,10 @@ enum Cmd {
         /// Interleaved rounds (default 3, quick 1).
         #[arg(long)]
         rounds: Option<usize>,
+        /// Only these loads (repeatable): tcp-bulk-1, tcp-bulk-2, udp-64B,
+        /// tcp-req-resp.
+        #[arg(long = "load", value_name = "LOAD")]
+        loads: Vec<String>,
     },
     /// Capture restarting Docker containers for a while; report memory,
     /// descriptors, drops and leftovers (as root).
@@ -84,10 +88,10 @@ fn main() {
             let bin = build_cnet(true)?;
             demo::run(&bin, &output, seconds)
         }),
-        Cmd::Bench { quick, seconds, rounds } => setup(true).and_then(|_| {
+        Cmd::Bench { quick, seconds, rounds, loads } => setup(true).and_then(|_| {
             require_root("the benchmark creates network namespaces and loads eBPF programs")?;
             let bin = build_cnet(true)?;
-            bench::run(&bin, &bench::Options { quick, seconds, rounds })
+            bench::run(&bin, &bench::Options { quick, seconds, rounds, loads })
         }),
         Cmd::Soak { minutes, containers } => setup(true).and_then(|_| {
             require_root("the soak starts containers and loads eBPF programs")?;
@@ -144,6 +148,8 @@ fn setup(test_deps: bool) -> Result<()> {
     ensure_bpf_linker(&sysroot)?;
     // containerd's API client compiles its protobuf definitions at build time.
     ensure_packages(&[("protoc", "protobuf-compiler")])?;
+    // cnet links libpcap, which compiles capture filter expressions.
+    ensure_dev_packages(&[("/usr/include/pcap/pcap.h", "libpcap-dev")])?;
     if test_deps {
         ensure_packages(&[
             ("tshark", "tshark"),
@@ -286,6 +292,22 @@ fn ensure_packages(pkgs: &[(&str, &str)]) -> Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
+/// Installs the packages whose marker file is missing (headers and
+/// libraries have no command to look for).
+fn ensure_dev_packages(pkgs: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = pkgs.iter().filter(|(file, _)| !Path::new(file).exists()).map(|(_, pkg)| *pkg).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    require_root(&format!("installing {} needs apt", missing.join(" ")))?;
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 /// Builds cnet and returns the binary's path.
 fn build_cnet(release: bool) -> Result<PathBuf> {
     let root = workspace_root();
@@ -318,7 +340,7 @@ fn test(args: &[String]) -> Result<()> {
         .context("starting the container runtimes for the tests")?;
     let runtimes = StopRuntimes;
     let mut child = Command::new("cargo")
-        .args(["test", "--workspace", "--exclude", "cnet-ebpf"])
+        .args(["test", "--workspace", "--exclude", "cnet-ebpf", "--no-fail-fast"])
         .args(args)
         .env("CNET_BIN", &bin)
         .current_dir(workspace_root())

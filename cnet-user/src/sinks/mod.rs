@@ -59,6 +59,8 @@ pub struct Iface {
     pub comment_out: String,
     /// Short label for printed lines: `netns:blue eth0`.
     pub short: String,
+    /// The capture filter expression (pcapng `if_filter`), if any.
+    pub filter: Option<String>,
 }
 
 impl Iface {
@@ -76,7 +78,21 @@ impl Iface {
         } else {
             format!("{} {}", endpoint.label.owner, endpoint.label.iface)
         };
-        Iface { id, comment_in: comment(Direction::In), comment_out: comment(Direction::Out), short, endpoint, snaplen }
+        Iface {
+            id,
+            comment_in: comment(Direction::In),
+            comment_out: comment(Direction::Out),
+            short,
+            endpoint,
+            snaplen,
+            filter: None,
+        }
+    }
+
+    /// Records the capture filter expression the interface is captured with.
+    pub fn with_filter(mut self, expression: Option<&str>) -> Iface {
+        self.filter = expression.map(str::to_string);
+        self
     }
 
     pub fn comment(&self, dir: Direction) -> &str {

@@ -35,6 +35,15 @@ pub fn datalink(arphrd: u16) -> DataLink {
     }
 }
 
+/// Value of the `if_filter` option for a libpcap filter string: a type byte
+/// (0 = libpcap filter string) followed by the expression.
+pub fn if_filter_value(expression: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + expression.len());
+    v.push(0);
+    v.extend_from_slice(expression.as_bytes());
+    v
+}
+
 pub struct PcapngSink<W: Write> {
     /// Encodes blocks into memory.
     writer: PcapNgWriter<Vec<u8>>,
@@ -231,16 +240,16 @@ pub fn write_epb<W: Write>(
 impl<W: Write> Sink for PcapngSink<W> {
     fn add_interface(&mut self, iface: &Iface) -> io::Result<()> {
         let ep = &iface.endpoint;
-        let idb = InterfaceDescriptionBlock {
-            linktype: datalink(ep.link_type),
-            snaplen: iface.snaplen,
-            options: vec![
-                InterfaceDescriptionOption::IfName(Cow::Owned(ep.ifname.clone())),
-                InterfaceDescriptionOption::IfDescription(Cow::Owned(ep.description())),
-                InterfaceDescriptionOption::IfTsResol(InterfaceTsResolution::NANO),
-                InterfaceDescriptionOption::IfOs(Cow::Borrowed("Linux")),
-            ],
-        };
+        let mut options = vec![
+            InterfaceDescriptionOption::IfName(Cow::Owned(ep.ifname.clone())),
+            InterfaceDescriptionOption::IfDescription(Cow::Owned(ep.description())),
+            InterfaceDescriptionOption::IfTsResol(InterfaceTsResolution::NANO),
+        ];
+        if let Some(expr) = &iface.filter {
+            options.push(InterfaceDescriptionOption::IfFilter(Cow::Owned(if_filter_value(expr))));
+        }
+        options.push(InterfaceDescriptionOption::IfOs(Cow::Borrowed("Linux")));
+        let idb = InterfaceDescriptionBlock { linktype: datalink(ep.link_type), snaplen: iface.snaplen, options };
         self.writer.write_pcapng_block(idb).map_err(write_err)?;
         self.maybe_write_out()
     }
