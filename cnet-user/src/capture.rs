@@ -63,6 +63,34 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
 pub async fn run(opts: CaptureOptions) -> Result<Summary> {
+    run_with_sink(opts, open_output).await
+}
+
+/// The sink `cnet capture` writes to, and whether it is live (flushed after
+/// every batch).
+pub fn open_output<'s>(output: &Output, os: &str) -> Result<(Box<dyn Sink + 's>, bool)> {
+    Ok(match output {
+        Output::Print => (Box::new(Printer::new(io::BufWriter::new(io::stdout()))), true),
+        Output::Stdout => {
+            let w = io::BufWriter::with_capacity(1 << 16, io::stdout());
+            (Box::new(PcapngSink::new(w, os)?), true)
+        }
+        Output::File(path) => {
+            let f = File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+            let w = io::BufWriter::with_capacity(1 << 20, f);
+            (Box::new(PcapngSink::new(w, os).with_context(|| format!("cannot write {}", path.display()))?), false)
+        }
+    })
+}
+
+/// Runs the capture pipeline into the sink that `open` returns for
+/// `opts.output` and the OS description (`cnet latency` passes its own).
+/// `open` is called after the targets are resolved and before anything is
+/// attached.
+pub async fn run_with_sink<'s>(
+    opts: CaptureOptions,
+    open: impl FnOnce(&Output, &str) -> Result<(Box<dyn Sink + 's>, bool)>,
+) -> Result<Summary> {
     if opts.targets.is_empty() {
         bail!("nothing to capture: name a target with -i IFACE, --netns NAME|PATH or --pid PID");
     }
@@ -74,18 +102,7 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
     // Open the output before attaching anything: a bad path must leave
     // nothing behind.
     let os = os_description();
-    let (mut sink, live): (Box<dyn Sink>, bool) = match &opts.output {
-        Output::Print => (Box::new(Printer::new(io::BufWriter::new(io::stdout()))), true),
-        Output::Stdout => {
-            let w = io::BufWriter::with_capacity(1 << 16, io::stdout());
-            (Box::new(PcapngSink::new(w, &os)?), true)
-        }
-        Output::File(path) => {
-            let f = File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-            let w = io::BufWriter::with_capacity(1 << 20, f);
-            (Box::new(PcapngSink::new(w, &os).with_context(|| format!("cannot write {}", path.display()))?), false)
-        }
-    };
+    let (mut sink, live) = open(&opts.output, &os)?;
 
     let mut capture = Capture::load(&LoadOptions {
         snaplen,

@@ -3,13 +3,15 @@
 //! Data flow, one module per stage: [`resolve`] (what to hook) →
 //! [`attach`] (load and attach the eBPF programs) → [`collect`] (ring buffer
 //! records to labeled packets) → [`sinks`] (pcapng, printer).
-//! [`capture`] runs the pipeline for the `capture` command.
+//! [`capture`] runs the pipeline for the `capture` command; [`latency`] is a
+//! sink on the same pipeline for the `latency` command.
 
 pub mod attach;
 pub mod capture;
 pub mod cli;
 pub mod collect;
 pub mod decode;
+pub mod latency;
 pub mod netlink;
 pub mod netns;
 pub mod privileges;

@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use cnet::capture;
+use cnet::{capture, latency};
 use cnet::cli::{Cli, Command};
 
 fn main() -> ExitCode {
@@ -25,6 +25,7 @@ fn main() -> ExitCode {
                 capture::print_summary(&summary);
                 anyhow::Ok(())
             }
+            Command::Latency(args) => latency::run(args.into_options()?).await,
         }
     });
     match result {
