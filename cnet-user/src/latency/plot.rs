@@ -18,6 +18,7 @@ use super::stats::{Stats, format_ns};
 const WIDTH: u32 = 1280;
 const ROW_PX: u32 = 46;
 const PANEL_EXTRA_PX: u32 = 110;
+const LEGEND_PX: u32 = 30;
 const FONT: &str = "sans-serif";
 
 /// What the file name asks for.
@@ -75,16 +76,18 @@ pub fn svg(report: &Report) -> Result<String, String> {
     let (fh, hh) = (panel_h(flow_rows.len()), panel_h(hop_rows.len()));
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, (WIDTH, fh + hh)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, (WIDTH, LEGEND_PX + fh + hh)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let (top, bottom) = root.split_vertically(fh);
-        panel(&top, "Flow latency: TCP handshake, request→response, DNS (per flow group, log scale)", &flow_rows, true)?;
+        let (key, rest) = root.split_vertically(LEGEND_PX);
+        legend(&key)?;
+        let (top, bottom) = rest.split_vertically(fh);
+        panel(&top, "Flow latency: TCP handshake, request→response, DNS (per flow group, log scale)", &flow_rows)?;
         let m = &report.hop_matching;
         let title = format!(
             "Hop latency: same packet on two hooks ({} matched, {} on one hook only, {} ambiguous)",
             m.matched, m.unmatched, m.ambiguous
         );
-        panel(&bottom, &title, &hop_rows, false)?;
+        panel(&bottom, &title, &hop_rows)?;
         root.present().map_err(err)?;
     }
     Ok(out)
@@ -125,11 +128,13 @@ fn err(e: impl std::fmt::Display) -> String {
     format!("cannot draw the plot: {e}")
 }
 
-fn panel(area: &DrawingArea<SVGBackend<'_>, Shift>, title: &str, rows: &[Row], legend: bool) -> Result<(), String> {
+fn panel(area: &DrawingArea<SVGBackend<'_>, Shift>, title: &str, rows: &[Row]) -> Result<(), String> {
     let lo = rows.iter().map(|r| r.stats.min_ns.max(1)).min().unwrap_or(1_000) as f64 / 2.0;
     let hi = rows.iter().map(|r| r.stats.max_ns).max().unwrap_or(1_000_000) as f64 * 2.0;
     let (lo, hi) = (lo.max(1.0), hi.max(lo * 8.0));
     let n = rows.len().max(1) as f64;
+    // The diamond's half width as a factor on the log axis: about 7 px.
+    let dx = (hi / lo).powf(7.0 / (WIDTH as f64 - 80.0));
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FONT, 18))
         .margin(12)
@@ -176,57 +181,58 @@ fn panel(area: &DrawingArea<SVGBackend<'_>, Shift>, title: &str, rows: &[Row], l
             format_ns(s.max_ns)
         );
         chart.draw_series(std::iter::once(Text::new(text, (lo * 1.05, top - 0.06), label_style.clone()))).map_err(err)?;
-        let first = legend && i == 0;
         let whisker = ShapeStyle::from(&r.color.mix(0.55)).stroke_width(2);
-        let a = chart
+        chart
             .draw_series(std::iter::once(PathElement::new(vec![(x(s.min_ns), y), (x(s.max_ns), y)], whisker)))
             .map_err(err)?;
-        if first {
-            a.label("min … max")
-                .legend(|(a, b)| PathElement::new(vec![(a, b), (a + 18, b)], ShapeStyle::from(&BLACK.mix(0.5)).stroke_width(2)));
-        }
-        let a = chart
+        chart
             .draw_series(std::iter::once(Rectangle::new(
                 [(x(s.p50_ns), y - 0.17), (x(s.p90_ns).max(x(s.p50_ns) * 1.02), y + 0.17)],
                 r.color.filled(),
             )))
             .map_err(err)?;
-        if first {
-            a.label("p50 … p90").legend(|(a, b)| Rectangle::new([(a, b - 5), (a + 18, b + 5)], REQUEST.filled()));
-        }
-        let a = chart
+        chart
             .draw_series(std::iter::once(PathElement::new(
                 vec![(x(s.p50_ns), y - 0.26), (x(s.p50_ns), y + 0.26)],
                 ShapeStyle::from(&BLACK).stroke_width(2),
             )))
             .map_err(err)?;
-        if first {
-            a.label("p50")
-                .legend(|(a, b)| PathElement::new(vec![(a + 9, b - 7), (a + 9, b + 7)], ShapeStyle::from(&BLACK).stroke_width(2)));
-        }
-        let a = chart
-            .draw_series(std::iter::once(Polygon::new(diamond(x(s.p99_ns), y), ShapeStyle::from(&P99).filled())))
-            .map_err(err)?;
-        if first {
-            a.label("p99").legend(|(a, b)| Polygon::new(vec![(a + 9, b - 6), (a + 15, b), (a + 9, b + 6), (a + 3, b)], P99.filled()));
-        }
-    }
-    if legend {
         chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(180, 180, 180))
-            .label_font((FONT, 13))
-            .draw()
+            .draw_series(std::iter::once(Polygon::new(diamond(x(s.p99_ns), y, dx), ShapeStyle::from(&P99).filled())))
             .map_err(err)?;
     }
     Ok(())
 }
 
+/// The key to the marks, in a strip of its own above the panels so it never
+/// hides data.
+fn legend(area: &DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), String> {
+    let text = TextStyle::from((FONT, 13).into_font()).color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
+    let y = 18;
+    let mut x = 24;
+    let gray = ShapeStyle::from(&BLACK.mix(0.45)).stroke_width(2);
+    area.draw(&PathElement::new(vec![(x, y), (x + 26, y)], gray)).map_err(err)?;
+    area.draw(&Text::new("min … max", (x + 32, y), text.clone())).map_err(err)?;
+    x += 130;
+    area.draw(&Rectangle::new([(x, y - 6), (x + 26, y + 6)], RGBColor(120, 120, 120).filled())).map_err(err)?;
+    area.draw(&Text::new("p50 … p90", (x + 32, y), text.clone())).map_err(err)?;
+    x += 130;
+    area.draw(&PathElement::new(vec![(x + 4, y - 9), (x + 4, y + 9)], ShapeStyle::from(&BLACK).stroke_width(2))).map_err(err)?;
+    area.draw(&Text::new("p50", (x + 14, y), text.clone())).map_err(err)?;
+    x += 70;
+    area.draw(&Polygon::new(vec![(x + 7, y - 7), (x + 14, y), (x + 7, y + 7), (x, y)], P99.filled())).map_err(err)?;
+    area.draw(&Text::new("p99", (x + 20, y), text.clone())).map_err(err)?;
+    x += 80;
+    for (name, color) in [("request→response", REQUEST), ("TCP handshake", HANDSHAKE), ("DNS", DNS), ("hop", HOP)] {
+        area.draw(&Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())).map_err(err)?;
+        area.draw(&Text::new(name, (x + 20, y), text.clone())).map_err(err)?;
+        x += 40 + 8 * name.chars().count() as i32;
+    }
+    Ok(())
+}
+
 /// A diamond around (x, y) in data coordinates (x on a log axis).
-fn diamond(x: f64, y: f64) -> Vec<(f64, f64)> {
-    let dx = 1.08;
+fn diamond(x: f64, y: f64, dx: f64) -> Vec<(f64, f64)> {
     vec![(x, y - 0.2), (x * dx, y), (x, y + 0.2), (x / dx, y)]
 }
 
