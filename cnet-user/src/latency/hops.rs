@@ -27,8 +27,9 @@ pub const WINDOW_NS: u64 = 250_000_000;
 /// Most packets waiting for a copy; beyond it the oldest give up (counted
 /// as unmatched). Bounds memory at high packet rates.
 const MAX_WAITING: usize = 1 << 18;
-/// Hooks one packet can be matched across.
-const MAX_HOOKS: usize = 4;
+/// Hooks one packet can be matched across (a flooded packet reaches every
+/// port of a bridge).
+const MAX_HOOKS: usize = 8;
 
 /// One hook: interface id and direction.
 pub type HookId = (u32, Direction);
@@ -39,7 +40,11 @@ struct Waiting {
     /// fingerprint (a chain through `waiting`).
     prev: Option<u64>,
     id: u64,
-    last_hook: HookId,
+    /// Where and when the packet last entered the host (a tc ingress
+    /// hook) and last left it (an egress hook).
+    last_ingress: Option<(HookId, u64)>,
+    last_egress: Option<(HookId, u64)>,
+    /// Time of the latest copy.
     last_ts: u64,
     hooks: [HookId; MAX_HOOKS],
     nhooks: u8,
@@ -80,9 +85,15 @@ pub struct HopMatcher {
 }
 
 impl HopMatcher {
-    /// Handles one packet seen on `hook` at `ts`; returns its packet id
-    /// (shared with its earlier copy when it matched one).
-    pub fn packet(&mut self, hook: HookId, ts: u64, fingerprint: u64, proto: Proto) -> u64 {
+    /// Handles one packet seen on `hook` (a tc ingress hook when `ingress`)
+    /// at `ts`; returns its packet id (shared with its earlier copy when it
+    /// matched one).
+    ///
+    /// A hop goes through the host (in at an ingress hook, out at an egress
+    /// hook) or through a namespace (out at an egress hook, back in at an
+    /// ingress hook). Two egress copies are clones of a flooded packet: each
+    /// is a hop from where the packet entered, not from each other.
+    pub fn packet(&mut self, hook: HookId, ingress: bool, ts: u64, fingerprint: u64, proto: Proto) -> u64 {
         if !self.enabled {
             return self.new_id();
         }
@@ -92,11 +103,11 @@ impl HopMatcher {
         let mut next = self.newest.get(&fingerprint).copied();
         while let Some(seq) = next {
             let Some(w) = seq.checked_sub(self.base).and_then(|i| self.waiting.get(i as usize)) else { break };
+            let from = if ingress { w.last_egress } else { w.last_ingress };
             if w.fingerprint == fingerprint
                 && !w.seen_on(hook)
                 && (w.nhooks as usize) < MAX_HOOKS
-                && ts >= w.last_ts
-                && ts - w.last_ts <= WINDOW_NS
+                && from.is_some_and(|(_, t)| ts >= t && ts - t <= WINDOW_NS)
             {
                 candidates += 1;
                 candidate = Some(seq);
@@ -107,11 +118,17 @@ impl HopMatcher {
             (1, Some(seq)) => {
                 let i = (seq - self.base) as usize;
                 let w = &mut self.waiting[i];
-                let (from, hop_ns) = (w.last_hook, ts - w.last_ts);
+                let last = if ingress { &mut w.last_egress } else { &mut w.last_ingress };
+                let Some((from, t)) = *last else { return self.new_id() };
+                let hop_ns = ts - t;
                 w.hooks[w.nhooks as usize] = hook;
                 w.nhooks += 1;
-                w.last_hook = hook;
-                w.last_ts = ts;
+                if ingress {
+                    w.last_ingress = Some((hook, ts));
+                } else {
+                    w.last_egress = Some((hook, ts));
+                }
+                w.last_ts = w.last_ts.max(ts);
                 let id = w.id;
                 let g = self.group(from, hook, proto);
                 self.groups[g].latencies.record(hop_ns);
@@ -131,7 +148,8 @@ impl HopMatcher {
                     fingerprint,
                     prev,
                     id,
-                    last_hook: hook,
+                    last_ingress: ingress.then_some((hook, ts)),
+                    last_egress: (!ingress).then_some((hook, ts)),
                     last_ts: ts,
                     hooks,
                     nhooks: 1,
@@ -203,8 +221,11 @@ impl HopMatcher {
 mod tests {
     use super::*;
 
+    // Host ends of two containers' veths: what A sends enters the host at
+    // A's ingress hook, what B receives leaves it at B's egress hook.
     const A_OUT: HookId = (0, Direction::Out);
     const B_IN: HookId = (1, Direction::In);
+    const C_IN: HookId = (2, Direction::In);
 
     fn matcher() -> HopMatcher {
         HopMatcher { enabled: true, ..Default::default() }
@@ -213,9 +234,9 @@ mod tests {
     #[test]
     fn copy_on_another_hook_shares_the_id_and_gives_a_hop() {
         let mut m = matcher();
-        let id = m.packet(A_OUT, 1_000, 7, Proto::Udp);
-        assert_eq!(m.packet(B_IN, 1_500, 7, Proto::Udp), id);
-        let other = m.packet(A_OUT, 2_000, 8, Proto::Udp);
+        let id = m.packet(A_OUT, true, 1_000, 7, Proto::Udp);
+        assert_eq!(m.packet(B_IN, false, 1_500, 7, Proto::Udp), id);
+        let other = m.packet(A_OUT, true, 2_000, 8, Proto::Udp);
         assert_ne!(other, id);
         m.finish();
         assert_eq!((m.matched, m.unmatched, m.ambiguous), (1, 1, 0));
@@ -226,9 +247,9 @@ mod tests {
     #[test]
     fn two_waiting_candidates_are_ambiguous_not_guessed() {
         let mut m = matcher();
-        let a = m.packet(A_OUT, 1_000, 7, Proto::Udp);
-        let b = m.packet(A_OUT, 1_100, 7, Proto::Udp);
-        let c = m.packet(B_IN, 1_200, 7, Proto::Udp);
+        let a = m.packet(A_OUT, true, 1_000, 7, Proto::Udp);
+        let b = m.packet(A_OUT, true, 1_100, 7, Proto::Udp);
+        let c = m.packet(B_IN, false, 1_200, 7, Proto::Udp);
         assert!(c != a && c != b);
         m.finish();
         assert_eq!((m.matched, m.unmatched, m.ambiguous), (0, 0, 1));
@@ -237,19 +258,35 @@ mod tests {
     #[test]
     fn repeated_packet_after_its_copy_matches_its_own_copy() {
         let mut m = matcher();
-        let a = m.packet(A_OUT, 1_000, 7, Proto::Udp);
-        assert_eq!(m.packet(B_IN, 1_100, 7, Proto::Udp), a);
-        let b = m.packet(A_OUT, 2_000, 7, Proto::Udp);
+        let a = m.packet(A_OUT, true, 1_000, 7, Proto::Udp);
+        assert_eq!(m.packet(B_IN, false, 1_100, 7, Proto::Udp), a);
+        let b = m.packet(A_OUT, true, 2_000, 7, Proto::Udp);
         assert_ne!(a, b);
-        assert_eq!(m.packet(B_IN, 2_100, 7, Proto::Udp), b);
+        assert_eq!(m.packet(B_IN, false, 2_100, 7, Proto::Udp), b);
         assert_eq!((m.matched, m.ambiguous), (2, 0));
+    }
+
+    #[test]
+    fn flooded_clones_are_hops_from_the_sender_not_from_each_other() {
+        let mut m = matcher();
+        let a = m.packet(A_OUT, true, 1_000, 7, Proto::Icmp);
+        assert_eq!(m.packet(B_IN, false, 1_500, 7, Proto::Icmp), a);
+        assert_eq!(m.packet(C_IN, false, 1_700, 7, Proto::Icmp), a);
+        assert_eq!(m.groups.len(), 2);
+        assert!(m.groups.iter().all(|g| g.from == A_OUT));
+        // Clones of a packet that entered where cnet does not watch (the
+        // bridge's own address) do not match each other.
+        let b = m.packet(B_IN, false, 2_000, 9, Proto::Icmp);
+        assert_ne!(m.packet(C_IN, false, 2_100, 9, Proto::Icmp), b);
+        m.finish();
+        assert_eq!((m.matched, m.unmatched, m.ambiguous), (2, 2, 0));
     }
 
     #[test]
     fn copies_outside_the_window_do_not_match() {
         let mut m = matcher();
-        let a = m.packet(A_OUT, 1_000, 7, Proto::Udp);
-        assert_ne!(m.packet(B_IN, 1_000 + WINDOW_NS + 1, 7, Proto::Udp), a);
+        let a = m.packet(A_OUT, true, 1_000, 7, Proto::Udp);
+        assert_ne!(m.packet(B_IN, false, 1_000 + WINDOW_NS + 1, 7, Proto::Udp), a);
         m.finish();
         assert_eq!((m.matched, m.unmatched), (0, 2));
     }

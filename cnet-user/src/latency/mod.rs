@@ -24,7 +24,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::capture::{self, CaptureOptions, Output};
 use crate::sinks::pcapng::{PcapngSink, datalink};
-use crate::sinks::{Iface, IfaceStats, Packet, Sink};
+use crate::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
 use flows::{FlowTracker, Vantage};
 use hops::HopMatcher;
 use parse::Link;
@@ -77,7 +77,10 @@ impl Engine {
         };
         self.packets += 1;
         self.flows.packet(iface.id, pkt.ts_ns, &h);
-        self.hops.packet((iface.id, pkt.dir), pkt.ts_ns, h.fingerprint, h.proto)
+        // The tc hook: for a veth's host end, what the owner sends (out)
+        // arrives at ingress; for a plain interface, what comes in does.
+        let ingress = (pkt.dir == Direction::Out) == iface.endpoint.peer_view;
+        self.hops.packet((iface.id, pkt.dir), ingress, pkt.ts_ns, h.fingerprint, h.proto)
     }
 
     pub fn finish(&mut self) {

@@ -147,11 +147,12 @@ fn panel(area: &DrawingArea<SVGBackend<'_>, Shift>, title: &str, rows: &[Row]) -
         .configure_mesh()
         .disable_y_mesh()
         .y_labels(0)
-        .x_labels(12)
+        .x_labels(8)
         .x_label_formatter(&|v| format_ns(*v as u64))
         .x_label_style((FONT, 13))
         .x_desc("latency")
-        .light_line_style(RGBColor(235, 235, 235))
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(225, 225, 225))
         .draw()
         .map_err(err)?;
     if rows.is_empty() {
