@@ -34,7 +34,7 @@ fn report_of(res: &CnetResult) -> Report {
     serde_json::from_str(&res.stdout).unwrap_or_else(|e| panic!("--json output does not parse ({e}): {}", res.stdout))
 }
 
-fn rows<'a>(r: &'a Report, metric: Metric, port: u16) -> Vec<&'a FlowRow> {
+fn rows(r: &Report, metric: Metric, port: u16) -> Vec<&FlowRow> {
     r.flows.iter().filter(|f| f.metric == metric && f.server_port == port).collect()
 }
 

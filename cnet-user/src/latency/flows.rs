@@ -178,6 +178,9 @@ impl FlowTracker {
     }
 
     pub fn packet(&mut self, vantage: u32, ts: u64, h: &Headers) {
+        if vantage as usize >= self.vantages.len() {
+            return;
+        }
         if ts.saturating_sub(self.last_sweep) >= SWEEP_NS {
             self.sweep(ts);
             self.last_sweep = ts;
@@ -276,14 +279,15 @@ impl FlowTracker {
                     fig.syn_to_synack.record(ts.saturating_sub(t0));
                 }
             }
-        } else if ack && from_client && !c.handshake_done {
-            if let Some(t0) = c.synack_ts {
-                if tcp.ack == c.synack_seq.wrapping_add(1) {
-                    c.handshake_done = true;
-                    if !c.synack_retransmitted && !at_client {
-                        fig.synack_to_ack.record(ts.saturating_sub(t0));
-                    }
-                }
+        } else if ack
+            && from_client
+            && !c.handshake_done
+            && let Some(t0) = c.synack_ts
+            && tcp.ack == c.synack_seq.wrapping_add(1)
+        {
+            c.handshake_done = true;
+            if !c.synack_retransmitted && !at_client {
+                fig.synack_to_ack.record(ts.saturating_sub(t0));
             }
         }
 

@@ -235,6 +235,7 @@ mod tests {
     use super::*;
 
     /// Ethernet + IPv4 + TCP with `payload`.
+    #[allow(clippy::too_many_arguments)]
     pub fn tcp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, ttl: u8, payload: &[u8]) -> Vec<u8> {
         let mut p = vec![0u8; 14];
         p[12] = 0x08;
