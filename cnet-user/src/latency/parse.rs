@@ -278,6 +278,36 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_udp_dns_behind_an_extension_header() {
+        // Raw IPv6, a hop-by-hop header, then UDP to port 53 with a DNS
+        // query header (id 0xbeef, QR clear).
+        let mut p = vec![0x60, 0x01, 0x23, 0x45, 0, 8 + 8 + 12, 0, 64];
+        p.extend_from_slice(&[0xfd; 16]);
+        p.extend_from_slice(&[0xfe; 16]);
+        p.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]); // hop-by-hop → UDP
+        p.extend_from_slice(&[0x30, 0x39, 0, 53, 0, 20, 0, 0]);
+        p.extend_from_slice(&[0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+        let h = parse(Link::Raw, &p, p.len() as u32).unwrap();
+        assert_eq!((h.proto, h.sport, h.dport), (Proto::Udp, 12345, 53));
+        assert_eq!(h.transport, Transport::Udp { dns: Some((0xbeef, false)) });
+        // The flow label is part of the fingerprint, the hop limit is not.
+        let mut q = p.clone();
+        q[7] = 1;
+        assert_eq!(parse(Link::Raw, &q, q.len() as u32).unwrap().fingerprint, h.fingerprint);
+        q[3] = 0x46;
+        assert_ne!(parse(Link::Raw, &q, q.len() as u32).unwrap().fingerprint, h.fingerprint);
+    }
+
+    #[test]
+    fn non_first_fragment_has_no_ports() {
+        let mut p = tcp4([10, 0, 0, 1], [10, 0, 0, 2], 40000, 80, 1, 0, TCP_ACK, 64, b"data");
+        p[14 + 6] = 0x00;
+        p[14 + 7] = 0x10; // fragment offset 16 × 8 bytes
+        let h = parse(Link::Ethernet, &p, p.len() as u32).unwrap();
+        assert_eq!((h.proto, h.transport, h.sport), (Proto::Tcp, Transport::Other, 0));
+    }
+
+    #[test]
     fn garbage_never_panics() {
         let mut x = 1u64;
         for len in 0..200 {
