@@ -1,8 +1,8 @@
 //! `--plot`: the report's distributions as a picture (plotters, SVG
 //! backend). One panel for flows, one for hops; a row per flow group or hop
 //! on a shared logarithmic time axis: a whisker from min to max, a box from
-//! p50 to p90, a tick at p50 and a diamond at p99, with the figures written
-//! above it. `.html` wraps the same SVG and the table in a self-contained
+//! p50 to p90, a tick at p50 and a diamond at p99 over a faint log2
+//! histogram, with the figures written above it. `.html` wraps the same SVG and the table in a self-contained
 //! page.
 
 use std::path::Path;
@@ -182,6 +182,18 @@ fn panel(area: &DrawingArea<SVGBackend<'_>, Shift>, title: &str, rows: &[Row]) -
             format_ns(s.max_ns)
         );
         chart.draw_series(std::iter::once(Text::new(text, (lo * 1.05, top - 0.06), label_style.clone()))).map_err(err)?;
+        // The log2 histogram, faint, behind the marks: the shape of the
+        // distribution (one bar per power of two, height relative to the
+        // row's fullest bucket).
+        let fullest = s.log2_buckets.iter().map(|b| b.count).max().unwrap_or(1).max(1) as f64;
+        let floor = top - 0.97;
+        chart
+            .draw_series(s.log2_buckets.iter().map(|b| {
+                let (x0, x1) = ((b.from_ns as f64).clamp(lo, hi), (b.from_ns as f64 * 2.0).clamp(lo, hi));
+                let h = 0.6 * b.count as f64 / fullest;
+                Rectangle::new([(x0, floor), (x1, floor + h)], r.color.mix(0.16).filled())
+            }))
+            .map_err(err)?;
         let whisker = ShapeStyle::from(&r.color.mix(0.55)).stroke_width(2);
         chart
             .draw_series(std::iter::once(PathElement::new(vec![(x(s.min_ns), y), (x(s.max_ns), y)], whisker)))
@@ -223,7 +235,11 @@ fn legend(area: &DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), String> {
     x += 70;
     area.draw(&Polygon::new(vec![(x + 7, y - 7), (x + 14, y), (x + 7, y + 7), (x, y)], P99.filled())).map_err(err)?;
     area.draw(&Text::new("p99", (x + 20, y), text.clone())).map_err(err)?;
-    x += 80;
+    x += 70;
+    area.draw(&Rectangle::new([(x, y - 2), (x + 8, y + 8)], BLACK.mix(0.16).filled())).map_err(err)?;
+    area.draw(&Rectangle::new([(x + 9, y - 8), (x + 17, y + 8)], BLACK.mix(0.16).filled())).map_err(err)?;
+    area.draw(&Text::new("log2 histogram", (x + 24, y), text.clone())).map_err(err)?;
+    x += 140;
     for (name, color) in [("request→response", REQUEST), ("TCP handshake", HANDSHAKE), ("DNS", DNS), ("hop", HOP)] {
         area.draw(&Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())).map_err(err)?;
         area.draw(&Text::new(name, (x + 20, y), text.clone())).map_err(err)?;
