@@ -418,4 +418,11 @@ fn bad_plot_file_is_refused_before_anything_is_attached() {
     let out = cnet_output(&["latency", "--netns", &lab.host(0).netns, "--plot", "/nonexistent-dir/p.svg"]).unwrap();
     assert!(!out.status.success());
     assert!(out.stderr.contains("cannot write /nonexistent-dir/p.svg"), "{}", out.stderr);
+    // A bad target leaves no plot file behind.
+    let dir = TempDir::new("latbad").unwrap();
+    let plot = dir.path().join("p.svg");
+    let out = cnet_output(&["latency", "--netns", &format!("{}-missing", lab.prefix), "--plot", plot.to_str().unwrap()]).unwrap();
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("no network namespace named"), "{}", out.stderr);
+    assert!(!plot.exists(), "plot file created for a failed capture");
 }

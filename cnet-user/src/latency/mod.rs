@@ -157,21 +157,24 @@ impl Sink for LatencySink<'_> {
 
 /// Runs `cnet latency`: capture until stopped, then report.
 pub async fn run(opts: LatencyOptions) -> Result<()> {
-    // Check and create the plot file before attaching anything.
-    let plot = match &opts.plot {
+    // A wrong plot file name is refused before anything else happens; the
+    // file itself is created with the pcapng output, after the targets
+    // resolved and before anything is attached.
+    let plot_format = match &opts.plot {
         None => None,
-        Some(path) => {
-            let Some(format) = PlotFormat::from_path(path) else {
-                bail!("--plot {} must name an .svg or .html file", path.display());
-            };
-            let file = File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
-            Some((path.clone(), format, file))
-        }
+        Some(path) => match PlotFormat::from_path(path) {
+            Some(f) => Some(f),
+            None => bail!("--plot {} must name an .svg or .html file", path.display()),
+        },
     };
     let pcap_on_stdout = opts.capture.output == Output::Stdout;
     let quiet = opts.capture.quiet;
     let mut sink: Option<LatencySink<'static>> = None;
+    let mut plot_file: Option<File> = None;
     let summary = capture::run_with_sink(opts.capture, |output, os| {
+        if let Some(path) = &opts.plot {
+            plot_file = Some(File::create(path).with_context(|| format!("cannot write {}", path.display()))?);
+        }
         let s = sink.insert(LatencySink::new(output, os)?);
         Ok((Box::new(s) as Box<dyn Sink + '_>, pcap_on_stdout))
     })
@@ -204,7 +207,7 @@ pub async fn run(opts: LatencyOptions) -> Result<()> {
     }
     out.flush().context("cannot write to standard output")?;
 
-    if let Some((path, format, mut file)) = plot {
+    if let (Some(path), Some(format), Some(mut file)) = (&opts.plot, plot_format, plot_file) {
         let text = match format {
             PlotFormat::Svg => plot::svg(&report),
             PlotFormat::Html => plot::html(&report),
