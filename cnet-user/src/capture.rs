@@ -80,6 +80,55 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
 pub async fn run(opts: CaptureOptions) -> Result<Summary> {
+    run_with_sink(opts, open_output).await
+}
+
+/// An opened output: the sink, whether it is live (flushed after every
+/// batch: pipes, fifos, terminals) and the descriptor of a pipe whose reader
+/// may go away.
+pub struct Opened<'s> {
+    pub sink: Box<dyn Sink + 's>,
+    pub live: bool,
+    pub watch: Option<RawFd>,
+}
+
+/// The sink `cnet capture` writes to.
+pub fn open_output<'s>(opts: &CaptureOptions, os: &str) -> Result<Opened<'s>> {
+    let (sink, live, watch): (Box<dyn Sink>, bool, Option<RawFd>) = match &opts.output {
+        Output::Print => (Box::new(Printer::new(io::BufWriter::new(io::stdout()))), true, pipe_fd(&io::stdout())),
+        Output::Stdout => {
+            // A File on a duplicate of fd 1: std's Stdout is line-buffered,
+            // which would split binary output at every 0x0a byte.
+            let fd = io::stdout().as_fd().try_clone_to_owned().context("cannot use standard output")?;
+            (Box::new(PcapngSink::new(File::from(fd), os)?), true, pipe_fd(&io::stdout()))
+        }
+        Output::File(path) => {
+            let file = create_output(path, opts.file_mode)?;
+            // A fifo (Wireshark's extcap pipe, or `mkfifo`) opens once a
+            // reader is there, and is then treated like stdout.
+            let fd = pipe_fd(&file);
+            let live = !file.metadata().map(|m| m.file_type().is_file()).unwrap_or(false);
+            if let Some(user) = &opts.drop_to {
+                privileges::chown_to(&file, user).with_context(|| format!("cannot hand {} to {}", path.display(), user.name))?;
+            }
+            let w = BlockFile::new(file).with_context(|| format!("cannot write {}", path.display()))?;
+            (Box::new(PcapngSink::new(w, os).with_context(|| format!("cannot write {}", path.display()))?), live, fd)
+        }
+        Output::Rotate(r) => {
+            let sink = RotatingSink::new(r.clone(), os).with_context(|| format!("cannot write {}", r.pattern))?;
+            (Box::new(sink), false, None)
+        }
+    };
+    Ok(Opened { sink, live, watch })
+}
+
+/// Runs the capture pipeline into the sink that `open` returns (`cnet
+/// latency` passes its own). `open` is called after the targets are resolved
+/// and before anything is attached.
+pub async fn run_with_sink<'s>(
+    opts: CaptureOptions,
+    open: impl FnOnce(&CaptureOptions, &str) -> Result<Opened<'s>>,
+) -> Result<Summary> {
     // First thing: from here on a SIGINT/SIGTERM/SIGHUP ends the capture
     // cleanly (hooks detached, file finished) instead of killing cnet
     // halfway through attaching.
@@ -116,33 +165,7 @@ pub async fn run(opts: CaptureOptions) -> Result<Summary> {
     // Open the output before attaching anything: a bad path must leave
     // nothing behind.
     let os = os_description();
-    // `live`: flush after every batch (pipes, fifos, terminals) rather than
-    // every FLUSH_INTERVAL. `watch`: a pipe whose reader may go away.
-    let (mut sink, live, watch): (Box<dyn Sink>, bool, Option<RawFd>) = match &opts.output {
-        Output::Print => (Box::new(Printer::new(io::BufWriter::new(io::stdout()))), true, pipe_fd(&io::stdout())),
-        Output::Stdout => {
-            // A File on a duplicate of fd 1: std's Stdout is line-buffered,
-            // which would split binary output at every 0x0a byte.
-            let fd = io::stdout().as_fd().try_clone_to_owned().context("cannot use standard output")?;
-            (Box::new(PcapngSink::new(File::from(fd), &os)?), true, pipe_fd(&io::stdout()))
-        }
-        Output::File(path) => {
-            let file = create_output(path, opts.file_mode)?;
-            // A fifo (Wireshark's extcap pipe, or `mkfifo`) opens once a
-            // reader is there, and is then treated like stdout.
-            let fd = pipe_fd(&file);
-            let live = !file.metadata().map(|m| m.file_type().is_file()).unwrap_or(false);
-            if let Some(user) = &opts.drop_to {
-                privileges::chown_to(&file, user).with_context(|| format!("cannot hand {} to {}", path.display(), user.name))?;
-            }
-            let w = BlockFile::new(file).with_context(|| format!("cannot write {}", path.display()))?;
-            (Box::new(PcapngSink::new(w, &os).with_context(|| format!("cannot write {}", path.display()))?), live, fd)
-        }
-        Output::Rotate(r) => {
-            let sink = RotatingSink::new(r.clone(), &os).with_context(|| format!("cannot write {}", r.pattern))?;
-            (Box::new(sink), false, None)
-        }
-    };
+    let Opened { mut sink, live, watch } = open(&opts, &os)?;
 
     let mut capture = Capture::load(&LoadOptions {
         snaplen,

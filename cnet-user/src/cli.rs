@@ -61,6 +61,9 @@ pub enum Command {
     Extcap(ExtcapArgs),
     /// List the containers of every runtime found, with their interfaces.
     List(ListArgs),
+    /// Measure latency per flow (TCP handshake, request/response, DNS) and
+    /// per hop (the same packet on two captured interfaces).
+    Latency(LatencyArgs),
 }
 
 /// Direction relative to the captured container or namespace.
@@ -142,6 +145,29 @@ pub struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `cnet latency`: the capture options (same targets), a smaller default
+/// snap length (headers are enough), and report options.
+#[derive(Debug, Args)]
+#[command(mut_arg("snaplen", |a| a.default_value("128")))]
+#[command(mut_arg("write", |a| a.help("Also write the packets as pcapng to FILE (\"-\" for standard output), copies of one packet with the same packet id")))]
+pub struct LatencyArgs {
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+    /// Print the report as JSON on standard output (the table then goes to
+    /// standard error).
+    #[arg(long)]
+    pub json: bool,
+    /// Draw the latency distributions into FILE.svg or FILE.html.
+    #[arg(long, value_name = "FILE.svg|FILE.html")]
+    pub plot: Option<PathBuf>,
+}
+
+impl LatencyArgs {
+    pub fn into_options(self) -> anyhow::Result<crate::latency::LatencyOptions> {
+        Ok(crate::latency::LatencyOptions { capture: self.capture.into_options()?, json: self.json, plot: self.plot })
+    }
 }
 
 #[derive(Debug, Args)]

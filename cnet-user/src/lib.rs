@@ -3,7 +3,8 @@
 //! Data flow, one module per stage: [`resolve`] (what to hook) →
 //! [`attach`] (load and attach the eBPF programs) → [`collect`] (ring buffer
 //! records to labeled packets) → [`sinks`] (pcapng, printer).
-//! [`capture`] runs the pipeline for the `capture` command.
+//! [`capture`] runs the pipeline for the `capture` command; [`latency`] is a
+//! sink on the same pipeline for the `latency` command.
 
 pub mod attach;
 pub mod capture;
@@ -12,6 +13,7 @@ pub mod collect;
 pub mod decode;
 pub mod extcap;
 pub mod filter;
+pub mod latency;
 pub mod netlink;
 pub mod netns;
 pub mod list;

@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use cnet::{capture, extcap, readback};
+use cnet::{capture, extcap, latency, readback};
 use cnet::cli::{Cli, Command};
 
 fn main() -> ExitCode {
@@ -45,6 +45,7 @@ fn main() -> ExitCode {
             }
             Command::Extcap(args) => extcap::run(&args.args).await,
             Command::List(args) => cnet::list::run(args.json).await,
+            Command::Latency(args) => latency::run(args.into_options()?).await,
         }
     });
     match result {

@@ -8,6 +8,9 @@
 //! traffic (`tcp port 1`), which measures what in-kernel filtering costs.
 //! Ratios are computed within the run, so machine-to-machine spread cancels
 //! out.
+//!
+//! With `--latency`: no capture, `cnet capture -s 96` to a file on one veth,
+//! and `cnet latency` on both lab veths (what latency mode costs).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -53,6 +56,8 @@ enum Tool {
     None,
     Tcpdump,
     Cnet,
+    /// `cnet latency` on both lab veths.
+    CnetLatency,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -62,6 +67,8 @@ enum Mode {
     Snap96File,
     /// A filter expression that matches none of the load's packets.
     FilterNothing,
+    /// `cnet latency`'s default snap length, report only.
+    LatencyReport,
 }
 
 /// Matches none of the benchmark's traffic, and libpcap cannot prove that
@@ -75,6 +82,7 @@ impl Mode {
             Mode::FullNull => "full→/dev/null",
             Mode::Snap96File => "-s 96→file",
             Mode::FilterNothing => "filter matching nothing",
+            Mode::LatencyReport => "-s 128→report",
         }
     }
 }
@@ -103,6 +111,7 @@ pub struct Options {
     pub rounds: Option<usize>,
     /// Names of the loads to run; empty: all.
     pub loads: Vec<String>,
+    pub latency: bool,
 }
 
 pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
@@ -126,9 +135,14 @@ pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
     eprintln!("bench: disk sequential write {disk_mb_s:.0} MB/s; {secs} s per run, {rounds} round(s)");
 
     let mut variants = vec![(Tool::None, Mode::FullFile)];
-    for mode in [Mode::FullFile, Mode::FullNull, Mode::Snap96File] {
-        variants.push((Tool::Tcpdump, mode));
-        variants.push((Tool::Cnet, mode));
+    if opts.latency {
+        variants.push((Tool::Cnet, Mode::Snap96File));
+        variants.push((Tool::CnetLatency, Mode::LatencyReport));
+    } else {
+        for mode in [Mode::FullFile, Mode::FullNull, Mode::Snap96File] {
+            variants.push((Tool::Tcpdump, mode));
+            variants.push((Tool::Cnet, mode));
+        }
     }
     let mut runs = Vec::new();
     for load in loads.iter().copied() {
@@ -155,7 +169,12 @@ pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
     let dir = crate::workspace_root().join("bench/results");
     std::fs::create_dir_all(&dir)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let kind = if opts.quick { "quick" } else { "full" };
+    let kind = match (opts.quick, opts.latency) {
+        (true, false) => "quick",
+        (false, false) => "full",
+        (true, true) => "latency-quick",
+        (false, true) => "latency",
+    };
     let json = serde_json::json!({
         "kind": kind, "seconds_per_run": secs, "rounds": rounds,
         "disk_write_mb_s": disk_mb_s, "kernel": kernel(), "runs": runs,
@@ -339,15 +358,27 @@ fn one_run(
                 .spawn()
                 .context("starting cnet")?,
         ),
+        Tool::CnetLatency => Some(
+            Command::new(cnet)
+                .args(["latency", "-q", "-i", veth, "-i", &lab.host(1).host_veth, "-B", "32768"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting cnet latency")?,
+        ),
     };
     // Both tools need a moment to attach; give them the same.
     std::thread::sleep(Duration::from_millis(if capture.is_some() { 700 } else { 100 }));
-    let crossed0 = iface_packets(veth);
+    // cnet latency hooks both lab veths: count what crossed both.
+    let hooked = |veth: &str| {
+        iface_packets(veth) + if tool == Tool::CnetLatency { iface_packets(&lab.host(1).host_veth) } else { 0 }
+    };
+    let crossed0 = hooked(veth);
     let cpu0 = machine_cpu_s();
     let t0 = Instant::now();
     let throughput = generate(lab, load, secs)?;
     let seconds = t0.elapsed().as_secs_f64();
-    let crossed = iface_packets(veth) - crossed0;
+    let crossed = hooked(veth) - crossed0;
     let machine_cpu = machine_cpu_s() - cpu0;
     let mut run = Run {
         load: load.name(),
@@ -355,6 +386,7 @@ fn one_run(
             Tool::None => "none",
             Tool::Tcpdump => "tcpdump",
             Tool::Cnet => "cnet",
+            Tool::CnetLatency => "cnet-latency",
         },
         mode: if tool == Tool::None { "-" } else { mode.name() },
         round,
@@ -376,7 +408,7 @@ fn one_run(
         run.peak_rss_kib = rss;
         run.captured = summary_count(&stderr, "captured");
         run.dropped = summary_count(&stderr, "dropped by kernel");
-        if mode != Mode::FullNull {
+        if mode != Mode::FullNull && mode != Mode::LatencyReport {
             run.bytes_written = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
             let _ = std::fs::remove_file(&out);
         }
@@ -496,8 +528,10 @@ fn report(runs: &[Run], loads: &[Load], disk_mb_s: f64, secs: u64, rounds: usize
     }
     let med = |rs: &[&Run], f: &dyn Fn(&Run) -> f64| median(rs.iter().map(|r| f(r)).collect());
     let mut s = String::new();
+    let vs_tcpdump = runs.iter().any(|r| r.tool == "tcpdump");
     s.push_str(&format!(
-        "# cnet vs tcpdump ({} s per run, {rounds} round(s), medians; kernel {}; disk {:.0} MB/s)\n\n",
+        "# {} ({} s per run, {rounds} round(s), medians; kernel {}; disk {:.0} MB/s)\n\n",
+        if vs_tcpdump { "cnet vs tcpdump" } else { "cnet latency vs cnet capture" },
         secs,
         kernel(),
         disk_mb_s
@@ -519,9 +553,9 @@ fn report(runs: &[Run], loads: &[Load], disk_mb_s: f64, secs: u64, rounds: usize
             Some((tp, compl, drops, cpu, mcpu, rss, wr, if base > 0.0 { 1.0 - tp / base } else { f64::NAN }))
         };
         s.push_str(&format!("| {} | none | - | {base:.2} {} | | | | | | | |\n", load.name(), load.unit()));
-        for mode in [Mode::FullFile, Mode::FullNull, Mode::Snap96File, Mode::FilterNothing] {
+        for mode in [Mode::FullFile, Mode::FullNull, Mode::Snap96File, Mode::FilterNothing, Mode::LatencyReport] {
             let mut pair = Vec::new();
-            for tool in ["tcpdump", "cnet"] {
+            for tool in ["tcpdump", "cnet", "cnet-latency"] {
                 if let Some((tp, compl, drops, cpu, mcpu, rss, wr, cost)) = row(tool, mode.name()) {
                     s.push_str(&format!(
                         "| {} | {tool} | {} | {tp:.2} {} | {:+.1} % | {:.1} % | {drops:.0} | {cpu:.2} | {mcpu:.2} | {rss:.1} | {wr:.0} |\n",
@@ -547,7 +581,9 @@ fn report(runs: &[Run], loads: &[Load], disk_mb_s: f64, secs: u64, rounds: usize
             }
         }
     }
-    s.push_str(&ratios);
+    if vs_tcpdump {
+        s.push_str(&ratios);
+    }
     s.push_str("\nthroughput: traffic rate while capturing; completeness: packets captured / packets that crossed the hooked veth (interface counters); capture CPU: user+system time of the capture process per captured packet; machine CPU: all busy CPU time (softirq included) per packet that crossed the veth.\n");
     s
 }

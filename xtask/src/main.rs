@@ -2,7 +2,8 @@
 //!
 //! - `setup`: make the eBPF toolchain ready (nightly + rust-src, bpf-linker
 //!   built against the nightly toolchain's own libLLVM); `--test-deps` also
-//!   installs what the tests use (tshark, tcpdump, iproute2, ping, bpftool).
+//!   installs what the tests use (tshark, tcpdump, iproute2, ping, bpftool,
+//!   iperf3, chromium).
 //! - `demo`: build cnet, make a throwaway lab of two "containers", capture
 //!   their traffic by name into demo.pcapng, remove the lab.
 //! - `test`: setup + test deps, then run every test.
@@ -52,6 +53,11 @@ enum Cmd {
         /// Seconds per run (default 8, quick 2).
         #[arg(long)]
         seconds: Option<u64>,
+        /// Compare `cnet latency` (both lab veths, default snap length) with
+        /// no capture and with `cnet capture -s 96`, instead of cnet against
+        /// tcpdump.
+        #[arg(long)]
+        latency: bool,
         /// Interleaved rounds (default 3, quick 1).
         #[arg(long)]
         rounds: Option<usize>,
@@ -88,10 +94,10 @@ fn main() {
             let bin = build_cnet(true)?;
             demo::run(&bin, &output, seconds)
         }),
-        Cmd::Bench { quick, seconds, rounds, loads } => setup(true).and_then(|_| {
+        Cmd::Bench { quick, seconds, rounds, loads, latency } => setup(true).and_then(|_| {
             require_root("the benchmark creates network namespaces and loads eBPF programs")?;
             let bin = build_cnet(true)?;
-            bench::run(&bin, &bench::Options { quick, seconds, rounds, loads })
+            bench::run(&bin, &bench::Options { quick, seconds, rounds, loads, latency })
         }),
         Cmd::Soak { minutes, containers } => setup(true).and_then(|_| {
             require_root("the soak starts containers and loads eBPF programs")?;
@@ -158,6 +164,8 @@ fn setup(test_deps: bool) -> Result<()> {
             ("ping", "iputils-ping"),
             ("bpftool", "bpftool"),
             ("iperf3", "iperf3"),
+            // Renders `cnet latency --plot` output in the tests.
+            ("chromium", "chromium"),
         ])?;
     }
     Ok(())

@@ -131,3 +131,20 @@ pub trait Sink {
     /// interface with id `i`.
     fn finish(&mut self, stats: &[IfaceStats]) -> io::Result<()>;
 }
+
+/// A borrowed sink is a sink: lets a caller hand the capture pipeline a sink
+/// it still owns, and read its results once the capture is over.
+impl<S: Sink + ?Sized> Sink for &mut S {
+    fn add_interface(&mut self, iface: &Iface) -> io::Result<()> {
+        (**self).add_interface(iface)
+    }
+    fn packet(&mut self, iface: &Iface, pkt: &Packet<'_>) -> io::Result<()> {
+        (**self).packet(iface, pkt)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        (**self).flush()
+    }
+    fn finish(&mut self, stats: &[IfaceStats]) -> io::Result<()> {
+        (**self).finish(stats)
+    }
+}

@@ -120,6 +120,22 @@ impl<W: Write> PcapngSink<W> {
     fn maybe_write_out(&mut self) -> io::Result<()> {
         if self.writer.get_ref().len() >= self.batch { self.write_out() } else { Ok(()) }
     }
+
+    /// Writes one packet, with `epb_packetid` when `packet_id` is given.
+    pub fn packet_with_id(&mut self, iface: &Iface, pkt: &Packet<'_>, packet_id: Option<u64>) -> io::Result<()> {
+        write_epb(
+            self.writer.get_mut(),
+            iface.id,
+            pkt.ts_ns,
+            pkt.orig_len,
+            pkt.data,
+            pkt.dir.epb_flags(),
+            iface.comment(pkt.dir).as_bytes(),
+            packet_id,
+        )?;
+        self.maybe_write_out()
+    }
+
 }
 
 /// Opens an output file: never through a symbolic link (cnet runs as root
@@ -192,7 +208,10 @@ impl Write for BlockFile {
 }
 
 /// Appends an Enhanced Packet Block to `out` in native byte order (the
-/// section is written in native order too).
+/// section is written in native order too). `packet_id`, when given, becomes
+/// `epb_packetid` (option 5): the same id on every copy of one packet seen on
+/// several interfaces (Wireshark's `frame.packet_id`).
+#[allow(clippy::too_many_arguments)]
 pub fn write_epb<W: Write>(
     out: &mut W,
     interface_id: u32,
@@ -201,13 +220,15 @@ pub fn write_epb<W: Write>(
     data: &[u8],
     flags: u32,
     comment: &[u8],
+    packet_id: Option<u64>,
 ) -> io::Result<()> {
     const ZEROS: [u8; 4] = [0; 4];
     let pad = |n: usize| (4 - n % 4) % 4;
     let data_pad = pad(data.len());
     let comment_len = if comment.is_empty() { 0 } else { 4 + comment.len() + pad(comment.len()) };
-    // flags option (8) + comment option + end of options (4)
-    let options_len = 8 + comment_len + 4;
+    let packet_id_len = if packet_id.is_some() { 12 } else { 0 };
+    // flags option (8) + comment option + packet id option + end of options (4)
+    let options_len = 8 + comment_len + packet_id_len + 4;
     let total = 28 + data.len() + data_pad + options_len + 4;
     let mut head = [0u8; 28];
     head[0..4].copy_from_slice(&6u32.to_ne_bytes());
@@ -233,6 +254,13 @@ pub fn write_epb<W: Write>(
         out.write_all(comment)?;
         out.write_all(&ZEROS[..pad(comment.len())])?;
     }
+    if let Some(id) = packet_id {
+        let mut o = [0u8; 12];
+        o[0..2].copy_from_slice(&5u16.to_ne_bytes()); // epb_packetid
+        o[2..4].copy_from_slice(&8u16.to_ne_bytes());
+        o[4..12].copy_from_slice(&id.to_ne_bytes());
+        out.write_all(&o)?;
+    }
     out.write_all(&ZEROS)?; // opt_endofopt
     out.write_all(&(total as u32).to_ne_bytes())
 }
@@ -255,16 +283,7 @@ impl<W: Write> Sink for PcapngSink<W> {
     }
 
     fn packet(&mut self, iface: &Iface, pkt: &Packet<'_>) -> io::Result<()> {
-        write_epb(
-            self.writer.get_mut(),
-            iface.id,
-            pkt.ts_ns,
-            pkt.orig_len,
-            pkt.data,
-            pkt.dir.epb_flags(),
-            iface.comment(pkt.dir).as_bytes(),
-        )?;
-        self.maybe_write_out()
+        self.packet_with_id(iface, pkt, None)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -365,6 +384,32 @@ mod tests {
             }
         }
         assert_eq!(epbs, 6);
+    }
+
+    #[test]
+    fn packet_id_option_reads_back() {
+        let iface = Iface::new(0, endpoint(), 96);
+        let mut sink = PcapngSink::new(Vec::new(), "Linux test").unwrap();
+        sink.add_interface(&iface).unwrap();
+        let data = [1u8, 2, 3, 4, 5];
+        let pkt = Packet { ts_ns: 1, dir: Direction::In, orig_len: 5, data: &data };
+        sink.packet_with_id(&iface, &pkt, Some(0x0102_0304_0506_0708)).unwrap();
+        sink.packet_with_id(&iface, &pkt, None).unwrap();
+        sink.finish(&[IfaceStats::default()]).unwrap();
+        let bytes = sink.get_ref().clone();
+        let mut reader = PcapNgReader::new(&bytes[..]).unwrap();
+        let mut options = Vec::new();
+        while let Some(block) = reader.next_block() {
+            if let Block::EnhancedPacket(epb) = block.unwrap().0 {
+                assert_eq!(&epb.data[..], &data);
+                options.push(format!("{:?}", epb.options));
+            }
+        }
+        assert_eq!(options.len(), 2);
+        // pcap-file does not decode option 5: it shows the raw u64.
+        let raw = format!("code: 5, value: {:?}", 0x0102_0304_0506_0708u64.to_ne_bytes());
+        assert!(options[0].contains(&raw), "{}", options[0]);
+        assert!(!options[1].contains("code: 5"), "{}", options[1]);
     }
 }
 

@@ -1,0 +1,225 @@
+//! `cnet latency`: per-flow and per-hop latency from the packets the capture
+//! pipeline collects.
+//!
+//! The engine is a [`Sink`] fed by the same collector as `cnet capture`:
+//! [`parse`] reads the headers, [`flows`] measures handshakes,
+//! request/response and DNS per vantage point, [`hops`] matches copies of
+//! one packet on different hooks, [`stats`] keeps the distributions and
+//! [`report`] / [`plot`] present them. With `-w` the packets are also
+//! written as pcapng, each copy of one packet with the same `epb_packetid`.
+
+pub mod flows;
+pub mod hops;
+pub mod parse;
+pub mod plot;
+pub mod report;
+pub mod stats;
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use crate::capture::{self, CaptureOptions, Output};
+use crate::sinks::pcapng::{BlockFile, PcapngSink, create_output, datalink};
+use crate::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
+use flows::{FlowTracker, Vantage};
+use hops::HopMatcher;
+use parse::Link;
+use plot::PlotFormat;
+use report::Report;
+
+/// Default snap length: the largest IPv6 + TCP headers with options (and
+/// the DNS header) fit; payload beyond is not needed.
+pub const SNAPLEN: u32 = 128;
+
+pub struct LatencyOptions {
+    pub capture: CaptureOptions,
+    pub json: bool,
+    pub plot: Option<PathBuf>,
+}
+
+/// The analysis state, fed one packet at a time.
+#[derive(Default)]
+pub struct Engine {
+    links: Vec<Link>,
+    labels: Vec<String>,
+    flows: FlowTracker,
+    hops: HopMatcher,
+    packets: u64,
+}
+
+impl Engine {
+    pub fn add_interface(&mut self, iface: &Iface) {
+        let ep = &iface.endpoint;
+        let id = iface.id as usize;
+        let link = if datalink(ep.link_type) == pcap_file::DataLink::RAW { Link::Raw } else { Link::Ethernet };
+        if self.links.len() <= id {
+            self.links.resize(id + 1, Link::Ethernet);
+            self.labels.resize(id + 1, String::new());
+        }
+        self.links[id] = link;
+        self.labels[id] = iface.short.clone();
+        let addrs: Vec<IpAddr> = ep.label.addrs.iter().filter_map(|a| a.split('/').next()?.parse().ok()).collect();
+        let owner = if ep.peer_view { ep.label.owner.clone() } else { String::new() };
+        self.flows.add_vantage(iface.id, Vantage { label: iface.short.clone(), owner, addrs });
+        self.hops.enabled = self.links.len() >= 2;
+    }
+
+    /// Analyses one packet; returns its packet id (shared by its copies).
+    pub fn packet(&mut self, iface: &Iface, pkt: &Packet<'_>) -> u64 {
+        let link = self.links.get(iface.id as usize).copied().unwrap_or(Link::Ethernet);
+        let Some(h) = parse::parse(link, pkt.data, pkt.orig_len) else {
+            // Not IP (ARP, …): an id of its own, no latency.
+            return self.hops.new_id();
+        };
+        self.packets += 1;
+        self.flows.packet(iface.id, pkt.ts_ns, &h);
+        // The tc hook: for a veth's host end, what the owner sends (out)
+        // arrives at ingress; for a plain interface, what comes in does.
+        let ingress = (pkt.dir == Direction::Out) == iface.endpoint.peer_view;
+        self.hops.packet((iface.id, pkt.dir), ingress, pkt.ts_ns, h.fingerprint, h.proto)
+    }
+
+    pub fn finish(&mut self) {
+        self.flows.finish();
+        self.hops.finish();
+    }
+
+    pub fn report(&self) -> Report {
+        let labels = &self.labels;
+        Report::build(self.packets, &self.flows, &self.hops, |id, dir| {
+            let name = labels.get(id as usize).map_or("?", String::as_str);
+            format!("{name} {}", dir.as_str())
+        })
+    }
+}
+
+/// The latency sink: the engine, plus pcapng output with packet ids when
+/// `-w` was given.
+pub struct LatencySink<'w> {
+    pub engine: Engine,
+    pcap: Option<PcapngSink<Box<dyn Write + 'w>>>,
+}
+
+impl LatencySink<'_> {
+    pub fn new(output: &Output, file_mode: u32, os: &str) -> Result<Self> {
+        let pcap = match output {
+            Output::Print => None,
+            Output::Stdout => {
+                let fd = io::stdout().as_fd().try_clone_to_owned().context("cannot use standard output")?;
+                let w: Box<dyn Write> = Box::new(File::from(fd));
+                Some(PcapngSink::new(w, os)?)
+            }
+            Output::File(path) => {
+                let f = create_output(path, file_mode)?;
+                let w: Box<dyn Write> = Box::new(BlockFile::new(f).with_context(|| format!("cannot write {}", path.display()))?);
+                Some(PcapngSink::new(w, os).with_context(|| format!("cannot write {}", path.display()))?)
+            }
+            Output::Rotate(_) => bail!("cnet latency writes one file: -C, -G and -W are for cnet capture"),
+        };
+        Ok(LatencySink { engine: Engine::default(), pcap })
+    }
+}
+
+impl Sink for LatencySink<'_> {
+    fn add_interface(&mut self, iface: &Iface) -> io::Result<()> {
+        self.engine.add_interface(iface);
+        match &mut self.pcap {
+            Some(p) => p.add_interface(iface),
+            None => Ok(()),
+        }
+    }
+
+    fn packet(&mut self, iface: &Iface, pkt: &Packet<'_>) -> io::Result<()> {
+        let id = self.engine.packet(iface, pkt);
+        match &mut self.pcap {
+            Some(p) => p.packet_with_id(iface, pkt, Some(id)),
+            None => Ok(()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.pcap {
+            Some(p) => p.flush(),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(&mut self, stats: &[IfaceStats]) -> io::Result<()> {
+        self.engine.finish();
+        match &mut self.pcap {
+            Some(p) => p.finish(stats),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs `cnet latency`: capture until stopped, then report.
+pub async fn run(opts: LatencyOptions) -> Result<()> {
+    // A wrong plot file name is refused before anything else happens; the
+    // file itself is created with the pcapng output, after the targets
+    // resolved and before anything is attached.
+    let plot_format = match &opts.plot {
+        None => None,
+        Some(path) => match PlotFormat::from_path(path) {
+            Some(f) => Some(f),
+            None => bail!("--plot {} must name an .svg or .html file", path.display()),
+        },
+    };
+    let pcap_on_stdout = opts.capture.output == Output::Stdout;
+    let quiet = opts.capture.quiet;
+    let mut sink: Option<LatencySink<'static>> = None;
+    let mut plot_file: Option<File> = None;
+    let summary = capture::run_with_sink(opts.capture, |capture_opts, os| {
+        if let Some(path) = &opts.plot {
+            plot_file = Some(File::create(path).with_context(|| format!("cannot write {}", path.display()))?);
+        }
+        let s = sink.insert(LatencySink::new(&capture_opts.output, capture_opts.file_mode, os)?);
+        Ok(capture::Opened { sink: Box::new(s) as Box<dyn Sink + '_>, live: pcap_on_stdout, watch: None })
+    })
+    .await?;
+    capture::print_summary(&summary);
+    let Some(sink) = sink else { bail!("the capture ended before it started") };
+    let report = sink.engine.report();
+
+    // The report goes to standard output unless pcapng does (`-w -`); with
+    // --json the JSON takes standard output and the table goes to standard
+    // error for whoever watches.
+    let table = report.table();
+    let stdout_is_free = !pcap_on_stdout;
+    let mut out = io::stdout().lock();
+    let mut err = io::stderr().lock();
+    if opts.json {
+        let json = report.json();
+        if stdout_is_free {
+            writeln!(out, "{json}").context("cannot write to standard output")?;
+            if !quiet {
+                let _ = write!(err, "{table}");
+            }
+        } else {
+            let _ = writeln!(err, "{json}");
+        }
+    } else if stdout_is_free {
+        write!(out, "{table}").context("cannot write to standard output")?;
+    } else {
+        let _ = write!(err, "{table}");
+    }
+    out.flush().context("cannot write to standard output")?;
+
+    if let (Some(path), Some(format), Some(mut file)) = (&opts.plot, plot_format, plot_file) {
+        let text = match format {
+            PlotFormat::Svg => plot::svg(&report),
+            PlotFormat::Html => plot::html(&report),
+        }
+        .map_err(anyhow::Error::msg)?;
+        file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+        if !quiet {
+            let _ = writeln!(err, "cnet: plot written to {}", path.display());
+        }
+    }
+    Ok(())
+}
