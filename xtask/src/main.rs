@@ -282,28 +282,19 @@ fn linker_matches(llvm: &str) -> bool {
     output(Command::new("ldd").arg(path)).is_ok_and(|l| l.contains(llvm) && !l.contains("not found"))
 }
 
+/// Installs the packages (`(command, package)`) whose command is missing.
 fn ensure_packages(pkgs: &[(&str, &str)]) -> Result<()> {
-    let missing: Vec<&str> = pkgs
-        .iter()
-        .filter(|(bin, _)| !cmd_ok(Command::new("sh").args(["-c", &format!("command -v {bin}")])))
-        .map(|(_, pkg)| *pkg)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    require_root(&format!("installing {} needs apt", missing.join(" ")))?;
-    eprintln!("xtask: installing {}", missing.join(" "));
-    run(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+    apt_install_missing(pkgs, |bin| cmd_ok(Command::new("sh").args(["-c", &format!("command -v {bin}")])))
 }
 
-/// Installs the packages whose marker file is missing (headers and
-/// libraries have no command to look for).
+/// Installs the packages (`(file, package)`) whose marker file is missing
+/// (headers and libraries have no command to look for).
 fn ensure_dev_packages(pkgs: &[(&str, &str)]) -> Result<()> {
-    let missing: Vec<&str> = pkgs.iter().filter(|(file, _)| !Path::new(file).exists()).map(|(_, pkg)| *pkg).collect();
+    apt_install_missing(pkgs, |file| Path::new(file).exists())
+}
+
+fn apt_install_missing(pkgs: &[(&str, &str)], present: impl Fn(&str) -> bool) -> Result<()> {
+    let missing: Vec<&str> = pkgs.iter().filter(|(probe, _)| !present(probe)).map(|(_, pkg)| *pkg).collect();
     if missing.is_empty() {
         return Ok(());
     }
