@@ -157,13 +157,16 @@ impl Watcher {
             }
             let want = match self.scan().await {
                 Ok(w) => {
+                    if failing {
+                        log::warn!("the container runtimes answer again; following containers again");
+                    }
                     failing = false;
                     w
                 }
                 Err(e) => {
                     // A runtime restarting is no reason to detach anything.
                     if !failing {
-                        log::warn!("following containers: {e:#}");
+                        log::warn!("{e:#}; keeping the attached interfaces and retrying every {} ms", POLL.as_millis());
                     }
                     failing = true;
                     continue;
