@@ -9,13 +9,14 @@
 use std::collections::HashMap;
 use std::io;
 
-use aya::maps::{Array, MapData, PerCpuHashMap, PerCpuValues, RingBuf};
+use aya::maps::{Array, Map, MapData, PerCpuHashMap, PerCpuValues};
 use aya::programs::links::LinkOrder;
 use aya::programs::tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions, TcAttachType, TcHandle};
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
 use cnet_common::{names, Config, CounterKey, Counters, Hook, MAX_SNAPLEN};
 
+use crate::collect::RingReader;
 use crate::netlink::{Netlink, CLSACT_EGRESS, CLSACT_INGRESS};
 use crate::resolve::Endpoint;
 
@@ -158,10 +159,13 @@ impl Capture {
         if self.tcx { "tcx" } else { "clsact" }
     }
 
-    /// The packet ring buffer; call once.
-    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, AttachError> {
+    /// The packet ring buffer, mapped for reading; call once.
+    pub fn take_ring(&mut self) -> Result<RingReader, AttachError> {
         let map = self.ebpf.take_map(names::RING).ok_or_else(|| AttachError::Map("ring buffer already taken".into()))?;
-        RingBuf::try_from(map).map_err(|e| AttachError::Map(error_chain(&e)))
+        let Map::RingBuf(data) = map else {
+            return Err(AttachError::Map(format!("{} is not a ring buffer", names::RING)));
+        };
+        RingReader::new(data).map_err(|e| AttachError::Map(format!("cannot map the ring buffer: {e}")))
     }
 
     /// Starts forwarding aya-log records from the kernel side to `log`.

@@ -22,7 +22,7 @@ use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeade
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::{DataLink, Endianness};
 
-use super::{Iface, IfaceStats, Packet, Sink};
+use super::{Direction, Iface, IfaceStats, Packet, Sink};
 
 /// pcapng link type for an ARPHRD_* interface type.
 pub fn datalink(arphrd: u16) -> DataLink {
@@ -43,6 +43,10 @@ pub struct PcapngSink<W: Write> {
     batch: usize,
     /// Bytes already handed to `out`.
     written: u64,
+    /// Per interface id, the EPB option bytes (flags, comment, end of
+    /// options) for [inbound, outbound], encoded once when the interface is
+    /// added instead of for every packet.
+    epb_options: Vec<[Vec<u8>; 2]>,
 }
 
 /// Default size of one write to the output.
@@ -81,7 +85,7 @@ impl<W: Write> PcapngSink<W> {
         };
         let buf = Vec::with_capacity(BATCH_BYTES + 2 * 65536);
         let writer = PcapNgWriter::with_section_header(buf, shb).map_err(write_err)?;
-        Ok(PcapngSink { writer, out, batch: BATCH_BYTES, written: 0 })
+        Ok(PcapngSink { writer, out, batch: BATCH_BYTES, written: 0, epb_options: Vec::new() })
     }
 
     pub fn get_ref(&self) -> &W {
@@ -182,6 +186,46 @@ impl Write for BlockFile {
     }
 }
 
+/// EPB options: `epb_flags`, an `opt_comment` unless `comment` is empty,
+/// and the end-of-options marker.
+fn epb_options(flags: u32, comment: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16 + comment.len());
+    v.extend_from_slice(&2u16.to_ne_bytes()); // epb_flags
+    v.extend_from_slice(&4u16.to_ne_bytes());
+    v.extend_from_slice(&flags.to_ne_bytes());
+    if !comment.is_empty() {
+        v.extend_from_slice(&1u16.to_ne_bytes()); // opt_comment
+        v.extend_from_slice(&(comment.len() as u16).to_ne_bytes());
+        v.extend_from_slice(comment);
+        v.resize(v.len().next_multiple_of(4), 0);
+    }
+    v.extend_from_slice(&[0; 4]); // opt_endofopt
+    v
+}
+
+/// Appends an Enhanced Packet Block with already encoded `options` (see
+/// [`epb_options`]) to `buf`: the per-packet path, five copies and no
+/// per-packet encoding of the options.
+#[inline]
+fn push_epb(buf: &mut Vec<u8>, interface_id: u32, ts_ns: u64, orig_len: u32, data: &[u8], options: &[u8]) {
+    let data_pad = (4 - data.len() % 4) % 4;
+    let total = (28 + data.len() + data_pad + options.len() + 4) as u32;
+    let mut head = [0u8; 28];
+    head[0..4].copy_from_slice(&6u32.to_ne_bytes());
+    head[4..8].copy_from_slice(&total.to_ne_bytes());
+    head[8..12].copy_from_slice(&interface_id.to_ne_bytes());
+    head[12..16].copy_from_slice(&((ts_ns >> 32) as u32).to_ne_bytes());
+    head[16..20].copy_from_slice(&(ts_ns as u32).to_ne_bytes());
+    head[20..24].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+    head[24..28].copy_from_slice(&orig_len.to_ne_bytes());
+    buf.reserve(total as usize);
+    buf.extend_from_slice(&head);
+    buf.extend_from_slice(data);
+    buf.extend_from_slice(&[0u8; 4][..data_pad]);
+    buf.extend_from_slice(options);
+    buf.extend_from_slice(&total.to_ne_bytes());
+}
+
 /// Appends an Enhanced Packet Block to `out` in native byte order (the
 /// section is written in native order too).
 pub fn write_epb<W: Write>(
@@ -242,10 +286,20 @@ impl<W: Write> Sink for PcapngSink<W> {
             ],
         };
         self.writer.write_pcapng_block(idb).map_err(write_err)?;
+        let id = iface.id as usize;
+        if self.epb_options.len() <= id {
+            self.epb_options.resize_with(id + 1, Default::default);
+        }
+        self.epb_options[id] = [Direction::In, Direction::Out].map(|d| epb_options(d.epb_flags(), iface.comment(d).as_bytes()));
         self.maybe_write_out()
     }
 
     fn packet(&mut self, iface: &Iface, pkt: &Packet<'_>) -> io::Result<()> {
+        if let Some(options) = self.epb_options.get(iface.id as usize).filter(|o| !o[0].is_empty()) {
+            let options = &options[(pkt.dir == Direction::Out) as usize];
+            push_epb(self.writer.get_mut(), iface.id, pkt.ts_ns, pkt.orig_len, pkt.data, options);
+            return self.maybe_write_out();
+        }
         write_epb(
             self.writer.get_mut(),
             iface.id,
