@@ -49,7 +49,9 @@ pub fn parse_record(buf: &[u8]) -> Result<Record<'_>, RecordError> {
 /// into nanoseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
-    offset_ns: i128,
+    /// Realtime − monotonic; i64 holds it until the year 2262, and a
+    /// 64-bit add is what the per-packet path can afford.
+    offset_ns: i64,
 }
 
 fn clock_ns(id: libc::clockid_t) -> i128 {
@@ -74,11 +76,11 @@ impl Clock {
                 best = Some((width, offset));
             }
         }
-        Clock { offset_ns: best.map_or(0, |(_, o)| o) }
+        Clock { offset_ns: best.map_or(0, |(_, o)| o) as i64 }
     }
 
     pub fn wall_ns(&self, mono_ns: u64) -> u64 {
-        (mono_ns as i128 + self.offset_ns).max(0) as u64
+        mono_ns.saturating_add_signed(self.offset_ns)
     }
 
     /// Current wall-clock time in ns.

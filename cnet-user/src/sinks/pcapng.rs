@@ -303,15 +303,29 @@ fn epb_head(total: u32, interface_id: u32, ts_ns: u64, orig_len: u32, cap_len: u
 /// per-packet encoding of the options.
 #[inline]
 fn push_epb(buf: &mut Vec<u8>, interface_id: u32, ts_ns: u64, orig_len: u32, data: &[u8], options: &[u8]) {
+    assert!(options.len() >= 4, "EPB options end with opt_endofopt");
     let data_pad = (4 - data.len() % 4) % 4;
     let total = (28 + data.len() + data_pad + options.len() + 4) as u32;
     let head = epb_head(total, interface_id, ts_ns, orig_len, data.len() as u32);
     buf.reserve(total as usize);
-    buf.extend_from_slice(&head);
-    buf.extend_from_slice(data);
-    buf.extend_from_slice(&[0u8; 4][..data_pad]);
-    buf.extend_from_slice(options);
-    buf.extend_from_slice(&total.to_ne_bytes());
+    let len = buf.len();
+    // One capacity check and straight copies (five `extend_from_slice`
+    // calls cost a third of the encoding time for header-sized packets).
+    // SAFETY: `reserve` made room for `total` bytes after `len`; the writes
+    // below stay inside them: the four zero bytes written after the data
+    // cover the padding (0–3 bytes) and are followed by at least the 4-byte
+    // end-of-options marker and the 4-byte trailer, so they never pass the
+    // end; every byte up to `len + total` is written before `set_len`.
+    unsafe {
+        let p = buf.as_mut_ptr().add(len);
+        std::ptr::copy_nonoverlapping(head.as_ptr(), p, head.len());
+        std::ptr::copy_nonoverlapping(data.as_ptr(), p.add(28), data.len());
+        std::ptr::write_unaligned(p.add(28 + data.len()).cast::<u32>(), 0);
+        let o = 28 + data.len() + data_pad;
+        std::ptr::copy_nonoverlapping(options.as_ptr(), p.add(o), options.len());
+        std::ptr::write_unaligned(p.add(o + options.len()).cast::<u32>(), total);
+        buf.set_len(len + total as usize);
+    }
 }
 
 /// Appends an Enhanced Packet Block to `out` in native byte order (the
