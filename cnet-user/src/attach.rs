@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
-use aya::maps::{Array, MapData, PerCpuHashMap, PerCpuValues, RingBuf};
+use aya::maps::{Array, Map, MapData, PerCpuHashMap, PerCpuValues};
 use aya::programs::links::LinkOrder;
 use aya::programs::tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions, TcAttachType, TcHandle};
 use aya::programs::SchedClassifier;
@@ -18,6 +18,7 @@ use aya::{Ebpf, EbpfLoader};
 use cnet_common::{names, prog_index, Config, CounterKey, Counters, Hook, MAX_SNAPLEN};
 
 use crate::filter::{self, Filter};
+use crate::collect::RingReader;
 use crate::netlink::{Netlink, CLSACT_EGRESS, CLSACT_INGRESS};
 use crate::resolve::Endpoint;
 
@@ -169,10 +170,13 @@ impl Capture {
         if self.tcx { "tcx" } else { "clsact" }
     }
 
-    /// The packet ring buffer; call once.
-    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, AttachError> {
+    /// The packet ring buffer, mapped for reading; call once.
+    pub fn take_ring(&mut self) -> Result<RingReader, AttachError> {
         let map = self.ebpf.take_map(names::RING).ok_or_else(|| AttachError::Map("ring buffer already taken".into()))?;
-        RingBuf::try_from(map).map_err(|e| AttachError::Map(error_chain(&e)))
+        let Map::RingBuf(data) = map else {
+            return Err(AttachError::Map(format!("{} is not a ring buffer", names::RING)));
+        };
+        RingReader::new(data).map_err(|e| AttachError::Map(format!("cannot map the ring buffer: {e}")))
     }
 
     /// Starts forwarding aya-log records from the kernel side to `log`.
@@ -383,10 +387,12 @@ fn clsact_is_empty(nl: &mut Netlink, ifindex: u32) -> bool {
 }
 
 /// Bytes that must wait in the ring before the kernel wakes the reader: an
-/// eighth of the ring, at most 1 MiB, so a wakeup always has a batch to
-/// read and the ring still has room while the reader gets scheduled.
+/// eighth of the ring, at most 4 MiB, so a wakeup always has a batch to
+/// read and the ring still has seven eighths free while the reader gets
+/// scheduled. (A wakeup costs the reader tens of µs of switching on a VM:
+/// with 1 MiB a 64-byte-frame flood woke it 75 times a second.)
 fn wakeup_watermark(ring_bytes: u32) -> u32 {
-    (ring_bytes / 8).min(1 << 20)
+    (ring_bytes / 8).min(4 << 20)
 }
 
 /// Removes cls_bpf filters named like cnet's programs whose owner (the PID

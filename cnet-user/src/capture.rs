@@ -1,6 +1,5 @@
 //! `cnet capture`: resolve targets → attach hooks → collect records → sinks.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -14,7 +13,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::attach::{AttachMode, Capture, LoadOptions};
-use crate::collect::{self, Clock};
+use crate::collect::{self, Clock, IfindexMap, RingReader};
 use crate::filter::Filter;
 use crate::resolve::{self, Endpoint, EndpointEvent, Target};
 use crate::runtime::select::Selection;
@@ -76,7 +75,9 @@ const BATCH: usize = 8192;
 /// Longest time a packet may sit in cnet's buffer before reaching the file.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 /// The kernel wakes the reader only per batch (see `Config::wakeup_bytes`);
-/// below the watermark records are picked up by this timer.
+/// below the watermark records are picked up by this timer when the output
+/// is live. Files are drained by the FLUSH_INTERVAL timer instead: draining
+/// them more often than they are flushed would only cost wakeups.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
 pub async fn run(opts: CaptureOptions) -> Result<Summary> {
@@ -179,7 +180,7 @@ pub async fn run_with_sink<'s>(
     let mut logger = if opts.ebpf_log { Some(register(capture.take_logger()?)?) } else { None };
 
     let mut ifaces: Vec<Iface> = Vec::new();
-    let mut by_ifindex: HashMap<u32, usize> = HashMap::new();
+    let mut by_ifindex = IfindexMap::new();
     for ep in &endpoints {
         capture.attach(ep)?;
         let iface = Iface::new(ifaces.len() as u32, ep.clone(), snaplen).with_filter(opts.filter.as_deref());
@@ -255,19 +256,24 @@ pub async fn run_with_sink<'s>(
                 if live { if let Err(e) = sink.flush() { write_error = Some(e); break 'outer; } }
                 if !more { break 'outer; }
             }
-            _ = drain_tick.tick() => {
-                let rb = ring.get_mut();
-                // Bounded, so signals and flushes still get their turn when
-                // the ring refills as fast as it is read.
-                for _ in 0..8 {
-                    let (n, more, err) = dispatch.drain(rb, &mut *sink);
-                    if let Some(e) = err { write_error = Some(e); break 'outer; }
-                    if !more { break 'outer; }
-                    if n < BATCH { break; }
+            _ = drain_tick.tick(), if live => {
+                match dispatch.drain_some(ring.get_mut(), &mut *sink) {
+                    Err(e) => { write_error = Some(e); break 'outer; }
+                    Ok(false) => break 'outer,
+                    Ok(true) => {}
                 }
                 if live { if let Err(e) = sink.flush() { write_error = Some(e); break 'outer; } }
             }
             _ = tick.tick() => {
+                // Files are drained at this pace: drain before flushing so a
+                // packet waits at most one interval.
+                if !live {
+                    match dispatch.drain_some(ring.get_mut(), &mut *sink) {
+                        Err(e) => { write_error = Some(e); break 'outer; }
+                        Ok(false) => break 'outer,
+                        Ok(true) => {}
+                    }
+                }
                 if let Err(e) = sink.flush() { write_error = Some(e); break 'outer; }
                 // A reader that closed the pipe is noticed here even when no
                 // packets arrive to fail a write.
@@ -355,7 +361,7 @@ pub async fn run_with_sink<'s>(
 struct Dispatch {
     /// Every interface ever captured, by pcapng id (never shrinks).
     ifaces: Vec<Iface>,
-    by_ifindex: HashMap<u32, usize>,
+    by_ifindex: IfindexMap,
     clock: Clock,
     delivered: Vec<u64>,
     captured: u64,
@@ -430,20 +436,36 @@ impl Dispatch {
         Ok(self.captured < self.limit)
     }
 
+    /// Drains the ring, bounded so that signals and flushes still get their
+    /// turn when it refills as fast as it is read. Returns whether to go on.
+    fn drain_some(&mut self, ring: &mut RingReader, sink: &mut dyn Sink) -> io::Result<bool> {
+        for _ in 0..8 {
+            let (n, more, err) = self.drain(ring, sink);
+            if let Some(e) = err {
+                return Err(e);
+            }
+            if !more {
+                return Ok(false);
+            }
+            if n < BATCH {
+                break;
+            }
+        }
+        Ok(true)
+    }
+
     /// Reads up to BATCH records: (records read, whether to go on, write error).
-    fn drain<R>(&mut self, ring: &mut aya::maps::RingBuf<R>, sink: &mut dyn Sink) -> (usize, bool, Option<io::Error>)
-    where
-        R: std::borrow::Borrow<aya::maps::MapData>,
-    {
+    fn drain(&mut self, ring: &mut RingReader, sink: &mut dyn Sink) -> (usize, bool, Option<io::Error>) {
         let mut more = true;
         let mut err = None;
-        let n = collect::drain(ring, BATCH, |bytes| {
-            if !more || err.is_some() {
-                return;
+        let n = ring.read(BATCH, |bytes| match self.record(bytes, sink) {
+            Ok(m) => {
+                more = m;
+                m
             }
-            match self.record(bytes, sink) {
-                Ok(m) => more = m,
-                Err(e) => err = Some(e),
+            Err(e) => {
+                err = Some(e);
+                false
             }
         });
         (n, more, err)

@@ -2,7 +2,10 @@
 //! kernel timestamps into wall-clock time and hands labeled packets to the
 //! sinks.
 
+use std::io;
 use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use cnet_common::{Hook, PacketHeader, HEADER_LEN};
 
@@ -46,7 +49,9 @@ pub fn parse_record(buf: &[u8]) -> Result<Record<'_>, RecordError> {
 /// into nanoseconds since the Unix epoch.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
-    offset_ns: i128,
+    /// Realtime − monotonic; i64 holds it until the year 2262, and a
+    /// 64-bit add is what the per-packet path can afford.
+    offset_ns: i64,
 }
 
 fn clock_ns(id: libc::clockid_t) -> i128 {
@@ -71,11 +76,11 @@ impl Clock {
                 best = Some((width, offset));
             }
         }
-        Clock { offset_ns: best.map_or(0, |(_, o)| o) }
+        Clock { offset_ns: best.map_or(0, |(_, o)| o) as i64 }
     }
 
     pub fn wall_ns(&self, mono_ns: u64) -> u64 {
-        (mono_ns as i128 + self.offset_ns).max(0) as u64
+        mono_ns.saturating_add_signed(self.offset_ns)
     }
 
     /// Current wall-clock time in ns.
@@ -90,21 +95,208 @@ impl Default for Clock {
     }
 }
 
-/// Reads up to `max` records from `ring`, calling `f` for each. Returns how
-/// many records were read; fewer than `max` means the ring is empty.
-pub fn drain<R, F>(ring: &mut aya::maps::RingBuf<R>, max: usize, mut f: F) -> usize
-where
-    R: std::borrow::Borrow<aya::maps::MapData>,
-    aya::maps::RingBuf<R>: AsRawFd,
-    F: FnMut(&[u8]),
-{
-    let mut n = 0;
-    while n < max {
-        let Some(item) = ring.next() else { break };
-        f(&item);
-        n += 1;
+/// Interface index → position in the capture's interface list, looked up
+/// once per packet. A capture has a few interfaces, so a binary search over
+/// a short sorted array beats hashing the key with SipHash.
+#[derive(Clone, Debug, Default)]
+pub struct IfindexMap {
+    entries: Vec<(u32, usize)>,
+}
+
+impl IfindexMap {
+    pub fn new() -> Self {
+        Self::default()
     }
-    n
+
+    pub fn insert(&mut self, ifindex: u32, pos: usize) {
+        match self.entries.binary_search_by_key(&ifindex, |e| e.0) {
+            Ok(i) => self.entries[i].1 = pos,
+            Err(i) => self.entries.insert(i, (ifindex, pos)),
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, ifindex: &u32) -> Option<&usize> {
+        let i = self.entries.binary_search_by_key(ifindex, |e| e.0).ok()?;
+        Some(&self.entries[i].1)
+    }
+}
+
+/// Reads a BPF ring buffer straight from its shared memory.
+///
+/// aya's `RingBuf::next` publishes the consumer position after every record:
+/// one store per packet to a cache line the producing CPUs read on every
+/// reservation. This reader walks all available records and publishes the
+/// position once per batch (or every sixteenth of the ring, so a long batch
+/// of large records frees space as it goes). It maps the data area once
+/// instead of twice (aya and libbpf map it twice so that records crossing
+/// the end are contiguous): the few records that wrap are copied into a
+/// scratch buffer, and mapping, unmapping and page-table cost halve.
+pub struct RingReader {
+    map: aya::maps::MapData,
+    /// The consumer page (read-write) and the producer page plus data area
+    /// (read-only), as mapped.
+    consumer: NonNull<u8>,
+    producer: NonNull<u8>,
+    page: usize,
+    size: usize,
+    /// Consumer position: records before it have been handed out.
+    pos: u64,
+    /// Consumer position last published to the kernel.
+    published: u64,
+    /// A wrapped record, made contiguous.
+    scratch: Vec<u8>,
+}
+
+// SAFETY: the mappings belong to this value alone; nothing about them is
+// tied to the thread that created them.
+unsafe impl Send for RingReader {}
+
+/// Kernel ring-buffer record header bits (`BPF_RINGBUF_BUSY_BIT`,
+/// `BPF_RINGBUF_DISCARD_BIT`) and header size (`BPF_RINGBUF_HDR_SZ`).
+const RB_BUSY: u32 = 1 << 31;
+const RB_DISCARD: u32 = 1 << 30;
+const RB_HDR: usize = 8;
+
+impl RingReader {
+    /// Maps the ring buffer `map` (a `BPF_MAP_TYPE_RINGBUF`).
+    pub fn new(map: aya::maps::MapData) -> io::Result<RingReader> {
+        use std::os::fd::AsFd;
+        let size = map.info().map_err(io::Error::other)?.max_entries() as usize;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        if !size.is_power_of_two() || size < page {
+            return Err(io::Error::other(format!("ring buffer size {size} is not a power-of-two number of pages")));
+        }
+        let fd = map.fd().as_fd().as_raw_fd();
+        let mmap = |len: usize, prot: libc::c_int, offset: usize| -> io::Result<NonNull<u8>> {
+            // SAFETY: a fresh shared mapping of the map's fd; the kernel
+            // checks offset, length and protection against the ring.
+            let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd, offset as libc::off_t) };
+            if p == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(NonNull::new(p.cast()).expect("mmap returned a null mapping"))
+        };
+        let consumer = mmap(page, libc::PROT_READ | libc::PROT_WRITE, 0)?;
+        let producer = match mmap(page + size, libc::PROT_READ, page) {
+            Ok(p) => p,
+            Err(e) => {
+                // SAFETY: unmapping the mapping made just above.
+                unsafe { libc::munmap(consumer.as_ptr().cast(), page) };
+                return Err(e);
+            }
+        };
+        let mut r = RingReader { map, consumer, producer, page, size, pos: 0, published: 0, scratch: Vec::new() };
+        r.pos = r.consumer_pos().load(Ordering::Acquire);
+        r.published = r.pos;
+        Ok(r)
+    }
+
+    fn consumer_pos(&self) -> &AtomicU64 {
+        // SAFETY: the consumer page starts with the kernel's u64
+        // consumer_pos, 8-aligned (page-aligned) and alive while `self` is.
+        unsafe { AtomicU64::from_ptr(self.consumer.as_ptr().cast()) }
+    }
+
+    fn producer_pos(&self) -> &AtomicU64 {
+        // SAFETY: as above, for the producer page's producer_pos.
+        unsafe { AtomicU64::from_ptr(self.producer.as_ptr().cast()) }
+    }
+
+    fn data(&self) -> *const u8 {
+        // SAFETY: the data area follows the producer page in our mapping.
+        unsafe { self.producer.as_ptr().add(self.page) }
+    }
+
+    /// Hands up to `max` records to `f`, oldest first, and returns how many
+    /// it handed out; fewer than `max` means the ring is empty (or `f`
+    /// returned false, which stops after that record). A record's bytes are
+    /// valid only during its call.
+    pub fn read(&mut self, max: usize, mut f: impl FnMut(&[u8]) -> bool) -> usize {
+        let mask = self.size as u64 - 1;
+        let publish_every = (self.size / 16) as u64;
+        let mut n = 0;
+        let mut prod = self.producer_pos().load(Ordering::Acquire);
+        'records: while n < max {
+            if self.pos >= prod {
+                // Look again once: records committed while we worked belong
+                // to this batch too.
+                prod = self.producer_pos().load(Ordering::Acquire);
+                if self.pos >= prod {
+                    break;
+                }
+            }
+            let off = (self.pos & mask) as usize;
+            // SAFETY: `off` is 8-aligned and below `size`, so the 8-byte
+            // header lies inside the data area; the kernel writes `len`
+            // atomically (busy bit cleared last, with release semantics).
+            let len = unsafe { AtomicU32::from_ptr(self.data().add(off) as *mut u32) }.load(Ordering::Acquire);
+            if len & RB_BUSY != 0 {
+                // Reserved but not yet committed: everything after it waits.
+                break;
+            }
+            let payload = (len & !(RB_BUSY | RB_DISCARD)) as usize;
+            self.pos += ((payload + RB_HDR + 7) & !7) as u64;
+            if len & RB_DISCARD == 0 {
+                n += 1;
+                let start = off + RB_HDR;
+                let go_on = if start + payload <= self.size {
+                    // SAFETY: the record lies inside the mapped data area
+                    // and the kernel does not reuse it before we publish a
+                    // consumer position past it.
+                    f(unsafe { std::slice::from_raw_parts(self.data().add(start), payload) })
+                } else {
+                    // The record crosses the end of the data area.
+                    let first = self.size.saturating_sub(start);
+                    self.scratch.clear();
+                    // SAFETY: both pieces lie inside the mapped data area.
+                    unsafe {
+                        self.scratch.extend_from_slice(std::slice::from_raw_parts(self.data().add(start % self.size), first));
+                        self.scratch.extend_from_slice(std::slice::from_raw_parts(self.data().add((start + first) % self.size), payload - first));
+                    }
+                    f(&self.scratch)
+                };
+                if !go_on {
+                    break 'records;
+                }
+            }
+            if self.pos - self.published >= publish_every {
+                self.publish();
+            }
+        }
+        self.publish();
+        n
+    }
+
+    fn publish(&mut self) {
+        if self.pos != self.published {
+            self.consumer_pos().store(self.pos, Ordering::Release);
+            self.published = self.pos;
+        }
+    }
+
+    /// Bytes of the ring buffer's data area.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+impl AsRawFd for RingReader {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.map.fd().as_fd().as_raw_fd()
+    }
+}
+
+impl Drop for RingReader {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly the two mappings made in `new`.
+        unsafe {
+            libc::munmap(self.consumer.as_ptr().cast(), self.page);
+            libc::munmap(self.producer.as_ptr().cast(), self.page + self.size);
+        }
+    }
 }
 
 #[cfg(test)]
