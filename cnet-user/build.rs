@@ -43,7 +43,10 @@ fn add_cargo_bin_to_path() {
 fn check_toolchain() -> anyhow::Result<()> {
     const FIX: &str = "run `cargo xtask setup` (installs nightly + rust-src and bpf-linker)";
     println!("cargo:rerun-if-env-changed=PATH");
-    let linker_ok = Command::new("rustup").args(["run", "nightly", "bpf-linker", "--version"]).output().is_ok_and(|o| o.status.success());
+    let linker_ok = Command::new("rustup")
+        .args(["run", "nightly", "bpf-linker", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !linker_ok {
         anyhow::bail!("bpf-linker is not on PATH; {FIX}");
     }

@@ -22,7 +22,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use aya_log_ebpf::warn;
-use cnet_common::{prog_index, Config, CounterKey, Counters, Hook, PacketHeader, MAX_SNAPLEN};
+use cnet_common::{Config, CounterKey, Counters, Hook, MAX_SNAPLEN, PacketHeader, prog_index};
 
 /// Packet records. The size set here is a default: userspace sets the real
 /// size (`-B`) when it loads the object.
@@ -35,8 +35,7 @@ static CNET_RING: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 /// costs every cnet start more CPU time than the whole capture of a quiet
 /// interface.
 #[map(name = "CNET_COUNTERS")]
-static CNET_COUNTERS: PerCpuHashMap<CounterKey, Counters> =
-    PerCpuHashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+static CNET_COUNTERS: PerCpuHashMap<CounterKey, Counters> = PerCpuHashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
 
 #[map(name = "CNET_CONFIG")]
 static CNET_CONFIG: Array<Config> = Array::with_max_entries(1, 0);
@@ -129,8 +128,7 @@ fn config() -> Config {
 fn copy(ctx: &TcContext, hook: Hook, counters: &mut Counters, config: &Config) {
     let skb = ctx.skb.skb;
     // SAFETY: `skb` is the context pointer the kernel passed to this program.
-    let (ifindex, len, mark, hash) =
-        unsafe { ((*skb).ifindex, (*skb).len, (*skb).mark, (*skb).hash) };
+    let (ifindex, len, mark, hash) = unsafe { ((*skb).ifindex, (*skb).len, (*skb).mark, (*skb).hash) };
     counters.matched += 1;
 
     let (snaplen, log, wakeup_bytes) = (config.snaplen, config.log, config.wakeup_bytes);

@@ -13,7 +13,16 @@ use cnet_common::{HEADER_LEN, PacketHeader};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn record(cap: usize, class: usize) -> Vec<u8> {
-    let h = PacketHeader { ts_ns: 123_456_789, ifindex: 7, orig_len: 1514, cap_len: cap as u32, mark: 0, hash: 0, hook: 0, _pad: [0; 3] };
+    let h = PacketHeader {
+        ts_ns: 123_456_789,
+        ifindex: 7,
+        orig_len: 1514,
+        cap_len: cap as u32,
+        mark: 0,
+        hash: 0,
+        hook: 0,
+        _pad: [0; 3],
+    };
     let mut v = vec![0x42u8; HEADER_LEN + class];
     // SAFETY: v has room for the header.
     unsafe { std::ptr::write_unaligned(v.as_mut_ptr().cast(), h) };
@@ -33,7 +42,9 @@ fn iface() -> Iface {
                 iface: "eth0".into(),
                 netns_inode: 4026532178,
                 addrs: vec![],
-                comment_fields: vec![("ns".into(), "blue".into()), ("netns".into(), "4026532178".into())], details: String::new() },
+                comment_fields: vec![("ns".into(), "blue".into()), ("netns".into(), "4026532178".into())],
+                details: String::new(),
+            },
         },
         65535,
     )
@@ -63,7 +74,12 @@ fn bench(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let r = parse_record(black_box(&rec)).unwrap();
-                let pkt = Packet { ts_ns: clock.wall_ns(r.header.ts_ns), dir: Direction::Out, orig_len: r.header.orig_len, data: r.data };
+                let pkt = Packet {
+                    ts_ns: clock.wall_ns(r.header.ts_ns),
+                    dir: Direction::Out,
+                    orig_len: r.header.orig_len,
+                    data: r.data,
+                };
                 sink.packet(&iface, &pkt).unwrap();
             })
         });

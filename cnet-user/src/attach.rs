@@ -11,15 +11,15 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
 use aya::maps::{Array, Map, MapData, PerCpuHashMap, PerCpuValues};
+use aya::programs::SchedClassifier;
 use aya::programs::links::LinkOrder;
 use aya::programs::tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions, TcAttachType, TcHandle};
-use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
-use cnet_common::{names, prog_index, Config, CounterKey, Counters, Hook, MAX_SNAPLEN};
+use cnet_common::{Config, CounterKey, Counters, Hook, MAX_SNAPLEN, names, prog_index};
 
-use crate::filter::{self, Filter};
 use crate::collect::RingReader;
-use crate::netlink::{Netlink, CLSACT_EGRESS, CLSACT_INGRESS};
+use crate::filter::{self, Filter};
+use crate::netlink::{CLSACT_EGRESS, CLSACT_INGRESS, Netlink};
 use crate::resolve::Endpoint;
 
 /// The eBPF object built from `cnet-ebpf` by the build script.
@@ -158,8 +158,9 @@ impl Capture {
         let tcx = match opts.mode {
             AttachMode::Tcx => true,
             AttachMode::Clsact => false,
-            AttachMode::Auto => aya::util::KernelVersion::current()
-                .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0)),
+            AttachMode::Auto => {
+                aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+            }
         };
         let nr_cpus = aya::util::nr_cpus().map_err(|(what, e)| AttachError::Map(format!("{what}: {e}")))?;
         Ok(Capture { ebpf, tcx, hooked: HashMap::new(), nr_cpus, run_as: opts.run_as, _filters: filters })
@@ -172,7 +173,8 @@ impl Capture {
 
     /// The packet ring buffer, mapped for reading; call once.
     pub fn take_ring(&mut self) -> Result<RingReader, AttachError> {
-        let map = self.ebpf.take_map(names::RING).ok_or_else(|| AttachError::Map("ring buffer already taken".into()))?;
+        let map =
+            self.ebpf.take_map(names::RING).ok_or_else(|| AttachError::Map("ring buffer already taken".into()))?;
         let Map::RingBuf(data) = map else {
             return Err(AttachError::Map(format!("{} is not a ring buffer", names::RING)));
         };
@@ -259,9 +261,8 @@ impl Capture {
                     classid: None,
                 })
             };
-            let id = prog
-                .attach_with_options(&ep.ifname, attach_type, options)
-                .map_err(|e| fail(hook, error_chain(&e)))?;
+            let id =
+                prog.attach_with_options(&ep.ifname, attach_type, options).map_err(|e| fail(hook, error_chain(&e)))?;
             hooked.links.push((hook, id));
         }
         Ok(())
@@ -290,12 +291,13 @@ impl Capture {
         // The last cnet to leave an interface removes the clsact qdisc that
         // a cnet added, whichever cnet that was.
         let marker = ClsactMarker::of(ifindex);
-        if !self.tcx && marker.exists() {
-            if let Ok(mut nl) = Netlink::open() {
-                if clsact_is_empty(&mut nl, ifindex) && nl.delete_clsact(ifindex).is_ok() {
-                    marker.remove();
-                }
-            }
+        if !self.tcx
+            && marker.exists()
+            && let Ok(mut nl) = Netlink::open()
+            && clsact_is_empty(&mut nl, ifindex)
+            && nl.delete_clsact(ifindex).is_ok()
+        {
+            marker.remove();
         }
         // The counter keys stay: the final statistics are read after detaching.
         first_err.map_or(Ok(()), Err)
@@ -358,7 +360,9 @@ fn install_filter(ebpf: &mut Ebpf, filter: &Filter) -> Result<Vec<OwnedFd>, Atta
         let fd = prog.fd().map_err(|e| load_err(&e))?.as_fd().try_clone_to_owned().map_err(|e| load_err(&e))?;
         matched_fds.push((hook, fd));
     }
-    let progs = ebpf.map(names::PROGS).ok_or_else(|| AttachError::Load(format!("map {} missing from the object", names::PROGS)))?;
+    let progs = ebpf
+        .map(names::PROGS)
+        .ok_or_else(|| AttachError::Load(format!("map {} missing from the object", names::PROGS)))?;
     let aya::maps::Map::ProgramArray(progs) = progs else {
         return Err(AttachError::Load(format!("map {} is not a program array", names::PROGS)));
     };
@@ -371,7 +375,8 @@ fn install_filter(ebpf: &mut Ebpf, filter: &Filter) -> Result<Vec<OwnedFd>, Atta
             Hook::Ingress => "cnet_filter_in",
             Hook::Egress => "cnet_filter_eg",
         };
-        let fd = filter.load(name, progs_fd, prog_index::matched(*hook)).map_err(|e| AttachError::Load(e.to_string()))?;
+        let fd =
+            filter.load(name, progs_fd, prog_index::matched(*hook)).map_err(|e| AttachError::Load(e.to_string()))?;
         filter::set_program(progs_fd, prog_index::filter(*hook), fd.as_fd())
             .map_err(|e| AttachError::Map(format!("cannot install the filter: {e}")))?;
         filters.push(fd);
@@ -381,9 +386,7 @@ fn install_filter(ebpf: &mut Ebpf, filter: &Filter) -> Result<Vec<OwnedFd>, Atta
 
 /// Whether neither clsact hook of the interface has a BPF filter left.
 fn clsact_is_empty(nl: &mut Netlink, ifindex: u32) -> bool {
-    [CLSACT_INGRESS, CLSACT_EGRESS]
-        .iter()
-        .all(|p| nl.bpf_filters(ifindex, *p).map(|f| f.is_empty()).unwrap_or(false))
+    [CLSACT_INGRESS, CLSACT_EGRESS].iter().all(|p| nl.bpf_filters(ifindex, *p).map(|f| f.is_empty()).unwrap_or(false))
 }
 
 /// Bytes that must wait in the ring before the kernel wakes the reader: an
@@ -409,11 +412,7 @@ fn remove_stale_filters(nl: &mut Netlink, ep: &Endpoint) -> io::Result<usize> {
             }
             nl.delete_filter(ep.ifindex, parent, &f)?;
             removed += 1;
-            log::warn!(
-                "removed a stale cnet filter from {} (left by PID {}, which is gone)",
-                ep.ifname,
-                f.handle
-            );
+            log::warn!("removed a stale cnet filter from {} (left by PID {}, which is gone)", ep.ifname, f.handle);
         }
     }
     Ok(removed)

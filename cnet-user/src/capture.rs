@@ -15,6 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::attach::{AttachMode, Capture, LoadOptions};
 use crate::collect::{self, Clock, IfindexMap, RingReader};
 use crate::filter::Filter;
+use crate::privileges;
 use crate::resolve::{self, Endpoint, EndpointEvent, Target};
 use crate::runtime::select::Selection;
 use crate::runtime::watch::Watcher;
@@ -22,7 +23,6 @@ use crate::sinks::pcapng::{BlockFile, PcapngSink, create_output};
 use crate::sinks::print::Printer;
 use crate::sinks::rotate::{RotatingSink, Rotation};
 use crate::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
-use crate::privileges;
 
 /// Where packets go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,7 +110,8 @@ pub fn open_output<'s>(opts: &CaptureOptions, os: &str) -> Result<Opened<'s>> {
             let fd = pipe_fd(&file);
             let live = !file.metadata().map(|m| m.file_type().is_file()).unwrap_or(false);
             if let Some(user) = &opts.drop_to {
-                privileges::chown_to(&file, user).with_context(|| format!("cannot hand {} to {}", path.display(), user.name))?;
+                privileges::chown_to(&file, user)
+                    .with_context(|| format!("cannot hand {} to {}", path.display(), user.name))?;
             }
             let w = BlockFile::new(file).with_context(|| format!("cannot write {}", path.display()))?;
             (Box::new(PcapngSink::new(w, os).with_context(|| format!("cannot write {}", path.display()))?), live, fd)
@@ -137,7 +138,9 @@ pub async fn run_with_sink<'s>(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
     if opts.targets.is_empty() {
-        bail!("nothing to capture: name a target with -i IFACE, --netns NAME|PATH, --pid PID, --container NAME or --all");
+        bail!(
+            "nothing to capture: name a target with -i IFACE, --netns NAME|PATH, --pid PID, --container NAME or --all"
+        );
     }
     let snaplen = if opts.snaplen == 0 { MAX_SNAPLEN } else { opts.snaplen.min(MAX_SNAPLEN) };
     // A bad expression is reported before anything else happens.
@@ -148,7 +151,9 @@ pub async fn run_with_sink<'s>(
     let enters_netns = opts.targets.iter().any(|t| !matches!(t, Target::Interface(_)));
     privileges::check(enters_netns)?;
     if opts.drop_to.is_some() && opts.targets.iter().any(Target::is_container) {
-        bail!("-Z cannot be used with --container, --all or --pod: following containers needs root for the whole capture (use --netns or --pid for a fixed target)");
+        bail!(
+            "-Z cannot be used with --container, --all or --pod: following containers needs root for the whole capture (use --netns or --pid for a fixed target)"
+        );
     }
     let mut endpoints = resolve::resolve_all(&opts.targets)?;
     // Container targets are followed: the watcher sends endpoint changes.
@@ -203,11 +208,7 @@ pub async fn run_with_sink<'s>(
             Some(f) => format!(", filter \"{f}\""),
             None => String::new(),
         };
-        eprintln!(
-            "cnet: capturing on {} ({}, snaplen {snaplen} bytes{filter})",
-            names.join(", "),
-            capture.mode_name()
-        );
+        eprintln!("cnet: capturing on {} ({}, snaplen {snaplen} bytes{filter})", names.join(", "), capture.mode_name());
     }
     let mut changes = watcher.map(|w| {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -227,8 +228,10 @@ pub async fn run_with_sink<'s>(
         bad_records: 0,
         direction: opts.direction,
     };
-    let status_line =
-        !opts.quiet && matches!(opts.output, Output::File(_) | Output::Rotate(_)) && !live && io::stderr().is_terminal();
+    let status_line = !opts.quiet
+        && matches!(opts.output, Output::File(_) | Output::Rotate(_))
+        && !live
+        && io::stderr().is_terminal();
 
     let mut ring = register(ring)?;
     let deadline = tokio::time::sleep(opts.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
@@ -253,7 +256,7 @@ pub async fn run_with_sink<'s>(
                     guard.clear_ready();
                 }
                 if let Some(e) = err { write_error = Some(e); break 'outer; }
-                if live { if let Err(e) = sink.flush() { write_error = Some(e); break 'outer; } }
+                if live && let Err(e) = sink.flush() { write_error = Some(e); break 'outer; }
                 if !more { break 'outer; }
             }
             _ = drain_tick.tick(), if live => {
@@ -262,7 +265,7 @@ pub async fn run_with_sink<'s>(
                     Ok(false) => break 'outer,
                     Ok(true) => {}
                 }
-                if live { if let Err(e) = sink.flush() { write_error = Some(e); break 'outer; } }
+                if live && let Err(e) = sink.flush() { write_error = Some(e); break 'outer; }
             }
             _ = tick.tick() => {
                 // Files are drained at this pace: drain before flushing so a
@@ -310,8 +313,13 @@ pub async fn run_with_sink<'s>(
         let rb = ring.get_mut();
         loop {
             let (n, more, err) = dispatch.drain(rb, &mut *sink);
-            if let Some(e) = err { write_error = Some(e); break; }
-            if n < BATCH || !more { break; }
+            if let Some(e) = err {
+                write_error = Some(e);
+                break;
+            }
+            if n < BATCH || !more {
+                break;
+            }
         }
     }
     let counters = capture.counters().unwrap_or_default();
@@ -337,10 +345,10 @@ pub async fn run_with_sink<'s>(
     }
     match write_error {
         None => {
-            if let Err(e) = sink.finish(&stats) {
-                if e.kind() != io::ErrorKind::BrokenPipe {
-                    return Err(e).context(output_context(&opts.output));
-                }
+            if let Err(e) = sink.finish(&stats)
+                && e.kind() != io::ErrorKind::BrokenPipe
+            {
+                return Err(e).context(output_context(&opts.output));
             }
         }
         // The reader of a pipe went away: a normal way for a live capture to end.
@@ -374,7 +382,14 @@ impl Dispatch {
     /// Hooks an interface that appeared mid-capture, or unhooks one that
     /// went away. A removed interface keeps its pcapng id and its ifindex
     /// mapping, so records still in the ring are labeled correctly.
-    fn apply(&mut self, change: EndpointEvent, capture: &mut Capture, sink: &mut dyn Sink, snaplen: u32, quiet: bool) -> io::Result<()> {
+    fn apply(
+        &mut self,
+        change: EndpointEvent,
+        capture: &mut Capture,
+        sink: &mut dyn Sink,
+        snaplen: u32,
+        quiet: bool,
+    ) -> io::Result<()> {
         match change {
             EndpointEvent::Add(ep) => {
                 if let Err(e) = capture.attach(&ep) {
@@ -511,11 +526,7 @@ fn output_context(o: &Output) -> String {
 }
 
 fn describe(ep: &Endpoint) -> String {
-    if ep.peer_view {
-        format!("{} ({} {})", ep.ifname, ep.label.owner, ep.label.iface)
-    } else {
-        ep.ifname.clone()
-    }
+    if ep.peer_view { format!("{} ({} {})", ep.ifname, ep.label.owner, ep.label.iface) } else { ep.ifname.clone() }
 }
 
 /// tcpdump's closing lines, preceded by one line per interface.

@@ -290,7 +290,9 @@ impl CaptureArgs {
         targets.extend(self.pods.into_iter().map(Target::Pod));
         if !self.container_ifaces.is_empty() {
             if !targets.iter().any(|t| matches!(t, Target::Container(_) | Target::AllContainers | Target::Pod(_))) {
-                anyhow::bail!("--iface selects interfaces of containers: use it with --container, --all or --pod (for a host interface use -i)");
+                anyhow::bail!(
+                    "--iface selects interfaces of containers: use it with --container, --all or --pod (for a host interface use -i)"
+                );
             }
             targets.extend(self.container_ifaces.into_iter().map(Target::ContainerIface));
         }
@@ -373,7 +375,8 @@ mod tests {
 
     #[test]
     fn extcap_takes_wireshark_arguments() {
-        let cli = Cli::try_parse_from(["cnet", "extcap", "--extcap-interfaces", "--extcap-version=4.0", "--debug"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["cnet", "extcap", "--extcap-interfaces", "--extcap-version=4.0", "--debug"]).unwrap();
         let Command::Extcap(a) = cli.command else { panic!() };
         assert_eq!(a.args, ["--extcap-interfaces", "--extcap-version=4.0", "--debug"]);
     }

@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use cnet_common::{Hook, PacketHeader, HEADER_LEN};
+use cnet_common::{HEADER_LEN, Hook, PacketHeader};
 
 /// A packet record as the kernel wrote it.
 #[derive(Debug, Clone, Copy)]
@@ -252,8 +252,12 @@ impl RingReader {
                     self.scratch.clear();
                     // SAFETY: both pieces lie inside the mapped data area.
                     unsafe {
-                        self.scratch.extend_from_slice(std::slice::from_raw_parts(self.data().add(start % self.size), first));
-                        self.scratch.extend_from_slice(std::slice::from_raw_parts(self.data().add((start + first) % self.size), payload - first));
+                        self.scratch
+                            .extend_from_slice(std::slice::from_raw_parts(self.data().add(start % self.size), first));
+                        self.scratch.extend_from_slice(std::slice::from_raw_parts(
+                            self.data().add((start + first) % self.size),
+                            payload - first,
+                        ));
                     }
                     f(&self.scratch)
                 };
@@ -304,7 +308,8 @@ mod tests {
     use super::*;
 
     fn record(cap: u32, data_len: usize, hook: u8) -> Vec<u8> {
-        let h = PacketHeader { ts_ns: 1, ifindex: 2, orig_len: 100, cap_len: cap, mark: 0, hash: 0, hook, _pad: [0; 3] };
+        let h =
+            PacketHeader { ts_ns: 1, ifindex: 2, orig_len: 100, cap_len: cap, mark: 0, hash: 0, hook, _pad: [0; 3] };
         let mut v = vec![0u8; HEADER_LEN + data_len];
         // SAFETY: v has room for the header.
         unsafe { std::ptr::write_unaligned(v.as_mut_ptr().cast(), h) };

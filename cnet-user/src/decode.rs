@@ -10,9 +10,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use etherparse::{
-    LaxLinkExtSlice, LaxNetSlice, LaxSlicedPacket, LinkSlice, TcpOptionElement, TransportSlice,
-};
+use etherparse::{LaxLinkExtSlice, LaxNetSlice, LaxSlicedPacket, LinkSlice, TcpOptionElement, TransportSlice};
 use serde::Serialize;
 
 pub mod dns;
@@ -156,18 +154,21 @@ pub fn decode(link: Link, data: &[u8]) -> Decoded {
     let parsed = match link {
         Link::Ethernet => LaxSlicedPacket::from_ethernet(data).ok(),
         Link::Raw => LaxSlicedPacket::from_ip(data).ok(),
-        Link::LinuxSll => data
-            .get(16..)
-            .map(|rest| LaxSlicedPacket::from_ether_type(etherparse::EtherType(u16::from_be_bytes([data[14], data[15]])), rest)),
+        Link::LinuxSll => data.get(16..).map(|rest| {
+            LaxSlicedPacket::from_ether_type(etherparse::EtherType(u16::from_be_bytes([data[14], data[15]])), rest)
+        }),
     };
     let p = match parsed {
         Some(p) => p,
         None => {
-            d.truncated = Some(match link {
-                Link::Raw => "ip",
-                Link::Ethernet => "ether",
-                Link::LinuxSll => "sll",
-            }.into());
+            d.truncated = Some(
+                match link {
+                    Link::Raw => "ip",
+                    Link::Ethernet => "ether",
+                    Link::LinuxSll => "sll",
+                }
+                .into(),
+            );
             return d;
         }
     };
@@ -335,10 +336,10 @@ pub fn decode(link: Link, data: &[u8]) -> Decoded {
                     _ => None,
                 };
                 // Later fragments carry no transport header: not truncation.
-                if ip.fragment_offset == 0 {
-                    if let Some(n) = name {
-                        d.truncated.get_or_insert(n.into());
-                    }
+                if ip.fragment_offset == 0
+                    && let Some(n) = name
+                {
+                    d.truncated.get_or_insert(n.into());
                 }
             }
         }
@@ -445,7 +446,12 @@ impl Decoded {
                 let _ = write!(s, " (ext {})", ip.extensions.join(","));
             }
             if ip.more_fragments || ip.fragment_offset > 0 {
-                let _ = write!(s, " (frag offset {}{})", u32::from(ip.fragment_offset) * 8, if ip.more_fragments { "+" } else { "" });
+                let _ = write!(
+                    s,
+                    " (frag offset {}{})",
+                    u32::from(ip.fragment_offset) * 8,
+                    if ip.more_fragments { "+" } else { "" }
+                );
             }
         } else if let Some(a) = &self.arp {
             match a.operation {

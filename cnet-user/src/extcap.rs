@@ -137,7 +137,9 @@ fn parse(args: &[String]) -> Call {
             "--extcap-capture-filter" => c.capture_filter = value,
             "--snaplen" => c.snaplen = value,
             // A multicheck arrives as one comma-separated value.
-            "--targets" => c.targets.extend(value.iter().flat_map(|v| v.split(',')).filter(|v| !v.is_empty()).map(String::from)),
+            "--targets" => {
+                c.targets.extend(value.iter().flat_map(|v| v.split(',')).filter(|v| !v.is_empty()).map(String::from))
+            }
             "--direction" => c.direction = value,
             _ => {}
         }
@@ -154,7 +156,9 @@ pub async fn run(args: &[String]) -> Result<()> {
         _ => {}
     }
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("Wireshark runs `cnet extcap --extcap-interfaces …`; set it up with:\n  cnet extcap install [--user|--system]\n  cnet extcap uninstall [--user|--system]");
+        println!(
+            "Wireshark runs `cnet extcap --extcap-interfaces …`; set it up with:\n  cnet extcap install [--user|--system]\n  cnet extcap uninstall [--user|--system]"
+        );
         return Ok(());
     }
     let call = parse(args);
@@ -184,10 +188,10 @@ pub async fn run(args: &[String]) -> Result<()> {
     if !call.capture {
         // Filter validation: Wireshark shows what is printed as the reason
         // the filter is invalid; nothing printed means valid.
-        if !filter.is_empty() {
-            if let Err(e) = crate::filter::Filter::compile(filter, 65535) {
-                println!("{e}");
-            }
+        if !filter.is_empty()
+            && let Err(e) = crate::filter::Filter::compile(filter, 65535)
+        {
+            println!("{e}");
         }
         return Ok(());
     }
@@ -242,7 +246,11 @@ fn capture_options(call: &Call, iface: &str, fifo: PathBuf, known: Vec<ExtcapTar
     }
     let snaplen = match call.snaplen.as_deref() {
         None | Some("") => 65535,
-        Some(s) => s.parse().ok().filter(|n| *n <= 65535).with_context(|| format!("snapshot length {s:?} must be 0 to 65535"))?,
+        Some(s) => s
+            .parse()
+            .ok()
+            .filter(|n| *n <= 65535)
+            .with_context(|| format!("snapshot length {s:?} must be 0 to 65535"))?,
     };
     let direction = match call.direction.as_deref() {
         None | Some("") | Some("both") => None,
@@ -274,9 +282,7 @@ fn extcap_dirs(system: bool) -> Result<Vec<PathBuf>> {
     let folders = Command::new("tshark").args(["-G", "folders"]).output().ok().filter(|o| o.status.success());
     let folders = folders.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     let field = |key: &str| {
-        folders.as_deref().and_then(|f| {
-            f.lines().find_map(|l| l.strip_prefix(key).map(|v| PathBuf::from(v.trim())))
-        })
+        folders.as_deref().and_then(|f| f.lines().find_map(|l| l.strip_prefix(key).map(|v| PathBuf::from(v.trim()))))
     };
     if system {
         // 4.2+ says "Global Extcap path", 4.0 just "Extcap path".
@@ -374,8 +380,19 @@ mod tests {
         let c = parse(&args(&["--extcap-interfaces", "--extcap-version=4.0", "--debug"]));
         assert!(c.interfaces && !c.version);
         let c = parse(&args(&[
-            "--capture", "--extcap-interface", "cnet-all", "--fifo", "/tmp/f", "--extcap-capture-filter", "",
-            "--snaplen=96", "--targets", "cnet-netns-a,cnet-netns-b", "--direction", "in", "--unknown",
+            "--capture",
+            "--extcap-interface",
+            "cnet-all",
+            "--fifo",
+            "/tmp/f",
+            "--extcap-capture-filter",
+            "",
+            "--snaplen=96",
+            "--targets",
+            "cnet-netns-a,cnet-netns-b",
+            "--direction",
+            "in",
+            "--unknown",
         ]));
         assert!(c.capture);
         assert_eq!(c.interface.as_deref(), Some("cnet-all"));

@@ -80,7 +80,13 @@ mod ffi {
     #[link(name = "pcap")]
     unsafe extern "C" {
         pub fn pcap_open_dead(linktype: c_int, snaplen: c_int) -> *mut Pcap;
-        pub fn pcap_compile(p: *mut Pcap, fp: *mut BpfProgram, s: *const c_char, optimize: c_int, netmask: u32) -> c_int;
+        pub fn pcap_compile(
+            p: *mut Pcap,
+            fp: *mut BpfProgram,
+            s: *const c_char,
+            optimize: c_int,
+            netmask: u32,
+        ) -> c_int;
         pub fn pcap_geterr(p: *mut Pcap) -> *mut c_char;
         pub fn pcap_freecode(fp: *mut BpfProgram);
         pub fn pcap_close(p: *mut Pcap);
@@ -361,7 +367,9 @@ fn translate(prog: &[CbpfInsn]) -> Result<(Vec<EbpfInsn>, usize, usize), (usize,
                     (_, c::LEN) if size == c::W => em.push(insn(e::LDX | e::MEM | e::W, dst, CTX, 0, 0)),
                     (c::LD, c::ABS) if size != 0x18 => {
                         if i.k >= 0x8000_0000 {
-                            return unsupported("reads Linux ancillary data (a negative offset), which has no tc equivalent here");
+                            return unsupported(
+                                "reads Linux ancillary data (a negative offset), which has no tc equivalent here",
+                            );
                         }
                         em.push(insn(e::ALU | e::MOV | e::K, R2, 0, 0, i.k as i32));
                         em.packet_load(size, REG_A);
@@ -375,7 +383,9 @@ fn translate(prog: &[CbpfInsn]) -> Result<(Vec<EbpfInsn>, usize, usize), (usize,
                     }
                     (c::LDX, c::MSH) if size == c::B => {
                         if i.k >= 0x8000_0000 {
-                            return unsupported("reads Linux ancillary data (a negative offset), which has no tc equivalent here");
+                            return unsupported(
+                                "reads Linux ancillary data (a negative offset), which has no tc equivalent here",
+                            );
                         }
                         em.push(insn(e::ALU | e::MOV | e::K, R2, 0, 0, i.k as i32));
                         em.packet_load(c::B, REG_X);
@@ -581,7 +591,12 @@ fn load_sched_cls(name: &str, insns: &[EbpfInsn]) -> Result<OwnedFd, String> {
         }
         // SAFETY: `attr` and everything it points to outlive the call.
         let fd = unsafe {
-            libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &mut attr as *mut ProgLoadAttr as *mut c_void, std::mem::size_of::<ProgLoadAttr>())
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_LOAD,
+                &mut attr as *mut ProgLoadAttr as *mut c_void,
+                std::mem::size_of::<ProgLoadAttr>(),
+            )
         };
         if fd < 0 {
             return Err(io::Error::last_os_error());
@@ -622,7 +637,12 @@ pub fn set_program(prog_array: BorrowedFd<'_>, index: u32, prog: BorrowedFd<'_>)
     };
     // SAFETY: `attr` points at live key and value for the whole call.
     let rc = unsafe {
-        libc::syscall(libc::SYS_bpf, BPF_MAP_UPDATE_ELEM, &mut attr as *mut MapElemAttr as *mut c_void, std::mem::size_of::<MapElemAttr>())
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_UPDATE_ELEM,
+            &mut attr as *mut MapElemAttr as *mut c_void,
+            std::mem::size_of::<MapElemAttr>(),
+        )
     };
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
@@ -652,7 +672,12 @@ pub fn test_run(prog: BorrowedFd<'_>, packet: &[u8]) -> io::Result<u32> {
     };
     // SAFETY: `attr` points at `packet`, which outlives the call; no output buffer.
     let rc = unsafe {
-        libc::syscall(libc::SYS_bpf, BPF_PROG_TEST_RUN, &mut attr as *mut TestRunAttr as *mut c_void, std::mem::size_of::<TestRunAttr>())
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut TestRunAttr as *mut c_void,
+            std::mem::size_of::<TestRunAttr>(),
+        )
     };
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(attr.retval) }
 }
@@ -660,10 +685,7 @@ pub fn test_run(prog: BorrowedFd<'_>, packet: &[u8]) -> io::Result<u32> {
 /// Loads an eBPF program that returns `value` (a stand-in continuation for
 /// tests).
 pub fn load_constant_program(name: &str, value: i32) -> Result<OwnedFd, FilterError> {
-    let insns = [
-        insn(e::ALU64 | e::MOV | e::K, R0, 0, 0, value),
-        insn(e::JMP | e::EXIT, 0, 0, 0, 0),
-    ];
+    let insns = [insn(e::ALU64 | e::MOV | e::K, R0, 0, 0, value), insn(e::JMP | e::EXIT, 0, 0, 0, 0)];
     load_sched_cls(name, &insns).map_err(FilterError::Load)
 }
 
@@ -718,10 +740,7 @@ mod tests {
         let prog = [CbpfInsn { code: c::LD | c::IMM, jt: 0, jf: 0, k: 1 }];
         assert!(translate(&prog).is_err());
         // Scratch memory beyond M[15].
-        let prog = [
-            CbpfInsn { code: c::ST, jt: 0, jf: 0, k: 16 },
-            CbpfInsn { code: c::RET, jt: 0, jf: 0, k: 1 },
-        ];
+        let prog = [CbpfInsn { code: c::ST, jt: 0, jf: 0, k: 16 }, CbpfInsn { code: c::RET, jt: 0, jf: 0, k: 1 }];
         assert_eq!(translate(&prog).unwrap_err().0, 0);
     }
 

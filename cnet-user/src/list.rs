@@ -70,7 +70,9 @@ pub async fn run(json: bool) -> Result<()> {
     let rows = rows().await?;
     match print(&rows, json) {
         // The reader went away (`cnet list | head`): not an error.
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => Ok(()),
+        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => {
+            Ok(())
+        }
         r => r,
     }
 }
@@ -82,7 +84,11 @@ fn print(rows: &[ContainerRow], json: bool) -> Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    writeln!(out, "{:<10} {:<24} {:<12} {:<20} {:>7} {:>10}  INTERFACES", "RUNTIME", "NAME", "ID", "IMAGE", "PID", "NETNS")?;
+    writeln!(
+        out,
+        "{:<10} {:<24} {:<12} {:<20} {:>7} {:>10}  INTERFACES",
+        "RUNTIME", "NAME", "ID", "IMAGE", "PID", "NETNS"
+    )?;
     for r in rows {
         let c = &r.container;
         let name = match &c.namespace {

@@ -1,8 +1,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use cnet::{capture, extcap, latency, readback};
 use cnet::cli::{Cli, Command};
+use cnet::{capture, extcap, latency, readback};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_ordered();
@@ -21,8 +21,14 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Capture(mut args) => {
                 if let Some(file) = args.read.take() {
-                    if !args.interfaces.is_empty() || !args.netns.is_empty() || !args.pids.is_empty() || args.write.is_some() {
-                        anyhow::bail!("-r reads a file instead of capturing: drop -i, --netns, --pid and -w, or drop -r");
+                    if !args.interfaces.is_empty()
+                        || !args.netns.is_empty()
+                        || !args.pids.is_empty()
+                        || args.write.is_some()
+                    {
+                        anyhow::bail!(
+                            "-r reads a file instead of capturing: drop -i, --netns, --pid and -w, or drop -r"
+                        );
                     }
                     // `cnet capture -r FILE`, tcpdump's way of reading a file.
                     let opts = readback::ReadOptions {

@@ -8,9 +8,7 @@
 use std::io;
 use std::net::IpAddr;
 
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::{
     RouteNetlinkMessage,
     address::{AddressAttribute, AddressMessage},
@@ -71,11 +69,7 @@ impl Netlink {
         Ok(Netlink { socket, seq: 0 })
     }
 
-    fn request(
-        &mut self,
-        msg: RouteNetlinkMessage,
-        flags: u16,
-    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
         header.flags = flags;
@@ -123,10 +117,7 @@ impl Netlink {
     }
 
     pub fn links(&mut self) -> io::Result<Vec<Link>> {
-        let msgs = self.request(
-            RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            NLM_F_REQUEST | NLM_F_DUMP,
-        )?;
+        let msgs = self.request(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_REQUEST | NLM_F_DUMP)?;
         Ok(msgs
             .into_iter()
             .filter_map(|m| match m {
@@ -137,10 +128,8 @@ impl Netlink {
     }
 
     pub fn addresses(&mut self) -> io::Result<Vec<Addr>> {
-        let msgs = self.request(
-            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-            NLM_F_REQUEST | NLM_F_DUMP,
-        )?;
+        let msgs =
+            self.request(RouteNetlinkMessage::GetAddress(AddressMessage::default()), NLM_F_REQUEST | NLM_F_DUMP)?;
         let mut out = Vec::new();
         for m in msgs {
             let RouteNetlinkMessage::NewAddress(a) = m else { continue };
@@ -160,10 +149,7 @@ impl Netlink {
     pub fn bpf_filters(&mut self, ifindex: u32, parent: u32) -> io::Result<Vec<BpfFilter>> {
         let mut msg = TcMessage::with_index(ifindex as i32);
         msg.header.parent = TcHandle::from(parent);
-        let msgs = match self.request(
-            RouteNetlinkMessage::GetTrafficFilter(msg),
-            NLM_F_REQUEST | NLM_F_DUMP,
-        ) {
+        let msgs = match self.request(RouteNetlinkMessage::GetTrafficFilter(msg), NLM_F_REQUEST | NLM_F_DUMP) {
             Ok(m) => m,
             // No clsact qdisc: nothing attached there.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(Vec::new()),
@@ -219,10 +205,8 @@ impl Netlink {
 
     /// Whether the interface has a clsact qdisc.
     pub fn has_clsact(&mut self, ifindex: u32) -> io::Result<bool> {
-        let msgs = self.request(
-            RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()),
-            NLM_F_REQUEST | NLM_F_DUMP,
-        )?;
+        let msgs =
+            self.request(RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()), NLM_F_REQUEST | NLM_F_DUMP)?;
         Ok(msgs.iter().any(|m| match m {
             RouteNetlinkMessage::NewQueueDiscipline(q) => {
                 q.header.index == ifindex as i32

@@ -35,10 +35,7 @@ where
         let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
         if rc != 0 {
             let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot enter network namespace {}: {e}", path.display()),
-            ));
+            return Err(io::Error::new(e.kind(), format!("cannot enter network namespace {}: {e}", path.display())));
         }
         Ok(f())
     })

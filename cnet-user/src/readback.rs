@@ -96,10 +96,10 @@ pub fn owner_matches(name: &str, iface: Option<&FileInterface>, pkt: &FilePacket
         return true;
     }
     let Some(iface) = iface else { return false };
-    if let Some(o) = owner(iface) {
-        if o == name || o.split_once(':').is_some_and(|(_, n)| n == name) {
-            return true;
-        }
+    if let Some(o) = owner(iface)
+        && (o == name || o.split_once(':').is_some_and(|(_, n)| n == name))
+    {
+        return true;
     }
     iface.name == name
 }
@@ -135,10 +135,10 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
         if opts.direction.is_some() && dir != opts.direction {
             return true;
         }
-        if let Some(name) = &opts.container {
-            if !owner_matches(name, iface, &pkt) {
-                return true;
-            }
+        if let Some(name) = &opts.container
+            && !owner_matches(name, iface, &pkt)
+        {
+            return true;
         }
         let linktype = iface.map_or(1, |i| i.linktype);
         let link = Link::from_linktype(linktype).unwrap_or_else(|| {

@@ -121,7 +121,9 @@ impl Endpoint {
 pub enum ResolveError {
     #[error("no interface named {0:?} in cnet's network namespace (list them with `ip link`)")]
     NoSuchInterface(String),
-    #[error("no network namespace named {name:?}: {path} does not exist (list them with `ip netns list`, or pass a path such as /proc/PID/ns/net)")]
+    #[error(
+        "no network namespace named {name:?}: {path} does not exist (list them with `ip netns list`, or pass a path such as /proc/PID/ns/net)"
+    )]
     NoSuchNetns { name: String, path: String },
     #[error("no process with PID {0} (is it still running?)")]
     NoSuchPid(u32),
@@ -129,7 +131,9 @@ pub enum ResolveError {
     HostNetns { what: String },
     #[error("{what} has no veth whose other end is in cnet's network namespace, so there is nothing to hook{detail}")]
     NoVeth { what: String, detail: String },
-    #[error("permission denied while {0}: cnet needs root (CAP_SYS_ADMIN to enter namespaces, CAP_NET_ADMIN and CAP_BPF to attach)")]
+    #[error(
+        "permission denied while {0}: cnet needs root (CAP_SYS_ADMIN to enter namespaces, CAP_NET_ADMIN and CAP_BPF to attach)"
+    )]
     Permission(String),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
@@ -225,11 +229,7 @@ pub fn resolve(target: &Target, host: &HostLinks) -> Result<Vec<Endpoint>, Resol
 
 /// `NAME` → `/var/run/netns/NAME`; anything with a `/` is taken as a path.
 pub fn netns_path(name: &str) -> PathBuf {
-    if name.contains('/') {
-        PathBuf::from(name)
-    } else {
-        Path::new("/var/run/netns").join(name)
-    }
+    if name.contains('/') { PathBuf::from(name) } else { Path::new("/var/run/netns").join(name) }
 }
 
 /// Finds the host ends of the veths inside the namespace at `path`.

@@ -49,8 +49,11 @@ fn iface(id: u32, owner: &str, addr: &str) -> Iface {
 
 /// Ethernet + IPv4 + TCP (ACK|PSH) with a 16-byte payload.
 fn segment(buf: &mut [u8; 70], from_client: bool, ip_id: u16, seq: u32, ack: u32) {
-    let (src, dst, sport, dport) =
-        if from_client { ([10, 0, 0, 1], [10, 0, 0, 2], 40000u16, 80u16) } else { ([10, 0, 0, 2], [10, 0, 0, 1], 80, 40000) };
+    let (src, dst, sport, dport) = if from_client {
+        ([10, 0, 0, 1], [10, 0, 0, 2], 40000u16, 80u16)
+    } else {
+        ([10, 0, 0, 2], [10, 0, 0, 1], 80, 40000)
+    };
     buf.fill(0);
     buf[12] = 0x08;
     buf[14..26].copy_from_slice(&[0x45, 0, 0, 56, (ip_id >> 8) as u8, ip_id as u8, 0x40, 0, 64, 6, 0, 0]);

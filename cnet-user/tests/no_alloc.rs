@@ -55,7 +55,14 @@ fn hot_path_allocates_nothing_per_packet() {
             ifname: "veth0".into(),
             link_type: 1,
             peer_view: true,
-            label: Label { owner: "netns:x".into(), iface: "eth0".into(), netns_inode: 1, addrs: vec![], comment_fields: vec![], details: String::new() },
+            label: Label {
+                owner: "netns:x".into(),
+                iface: "eth0".into(),
+                netns_inode: 1,
+                addrs: vec![],
+                comment_fields: vec![],
+                details: String::new(),
+            },
         },
         65535,
     );
@@ -64,7 +71,16 @@ fn hot_path_allocates_nothing_per_packet() {
     sink.add_interface(&iface).unwrap();
     let mut recs = Vec::new();
     for cap in [0usize, 60, 96, 1514, 65535] {
-        let h = PacketHeader { ts_ns: 1, ifindex: 7, orig_len: 65535, cap_len: cap as u32, mark: 0, hash: 0, hook: 1, _pad: [0; 3] };
+        let h = PacketHeader {
+            ts_ns: 1,
+            ifindex: 7,
+            orig_len: 65535,
+            cap_len: cap as u32,
+            mark: 0,
+            hash: 0,
+            hook: 1,
+            _pad: [0; 3],
+        };
         let mut v = vec![0u8; HEADER_LEN + 65536];
         // SAFETY: v has room for the header.
         unsafe { std::ptr::write_unaligned(v.as_mut_ptr().cast(), h) };
@@ -75,7 +91,12 @@ fn hot_path_allocates_nothing_per_packet() {
     for _ in 0..2000 {
         for rec in &recs {
             let r = parse_record(rec).unwrap();
-            let pkt = Packet { ts_ns: clock.wall_ns(r.header.ts_ns), dir: Direction::In, orig_len: r.header.orig_len, data: r.data };
+            let pkt = Packet {
+                ts_ns: clock.wall_ns(r.header.ts_ns),
+                dir: Direction::In,
+                orig_len: r.header.orig_len,
+                data: r.data,
+            };
             sink.packet(&iface, &pkt).unwrap();
         }
     }

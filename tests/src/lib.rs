@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-pub mod traffic;
 pub mod runtimes;
+pub mod traffic;
 
 static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -42,10 +42,7 @@ pub struct Lab {
 
 /// Runs a command, failing with its stderr when it fails.
 pub fn run(cmd: &[&str]) -> Result<Output> {
-    let out = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .output()
-        .with_context(|| format!("running {}", cmd.join(" ")))?;
+    let out = Command::new(cmd[0]).args(&cmd[1..]).output().with_context(|| format!("running {}", cmd.join(" ")))?;
     if !out.status.success() {
         bail!("{} failed: {}", cmd.join(" "), String::from_utf8_lossy(&out.stderr).trim());
     }
@@ -217,12 +214,8 @@ impl Cnet {
     }
 
     fn spawn(cmd: &mut Command) -> Result<Cnet> {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("spawning cnet")?;
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("spawning cnet")?;
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -386,10 +379,7 @@ pub fn tshark_fields(file: &Path, filter: Option<&str>, fields: &[&str]) -> Resu
     if !out.status.success() {
         bail!("tshark failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split('\t').map(str::to_string).collect())
-        .collect())
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').map(str::to_string).collect()).collect())
 }
 
 /// Names of the BPF programs hooked to `ifname`: TCX links as the kernel

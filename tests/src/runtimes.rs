@@ -34,7 +34,8 @@ pub fn ensure() -> Result<()> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/start-runtimes.sh");
-        let out = Command::new("bash").arg(&script).output().map_err(|e| format!("running {}: {e}", script.display()))?;
+        let out =
+            Command::new("bash").arg(&script).output().map_err(|e| format!("running {}: {e}", script.display()))?;
         if !out.status.success() {
             return Err(format!("{} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr)));
         }
@@ -177,13 +178,22 @@ impl PodmanLab {
         let netns = unique("pns");
         run(&["ip", "netns", "add", &netns])?;
         let mut lab = PodmanLab { netns, network: unique("pnet"), containers: Vec::new() };
-        lab.podman(&["podman", "network", "create", "--disable-dns", "--subnet", &format!("10.217.{net}.0/24"), &lab.network])?;
+        lab.podman(&[
+            "podman",
+            "network",
+            "create",
+            "--disable-dns",
+            "--subnet",
+            &format!("10.217.{net}.0/24"),
+            &lab.network,
+        ])?;
         for i in 0..n {
             let name = unique("pm");
             let ip = format!("10.217.{net}.{}", 11 + i);
             lab.containers.push((name.clone(), String::new(), ip.clone()));
             let net_arg = format!("--network={}", lab.network);
-            let id = lab.podman(&["podman", "run", "-d", "--name", &name, &net_arg, "--ip", &ip, IMAGE, "sleep", "600"])?;
+            let id =
+                lab.podman(&["podman", "run", "-d", "--name", &name, &net_arg, "--ip", &ip, IMAGE, "sleep", "600"])?;
             lab.containers[i].1 = id;
         }
         Ok(lab)
@@ -200,7 +210,19 @@ impl PodmanLab {
 
     pub fn ping(&self, from: usize, to: usize, count: u32) -> Result<String> {
         let c = count.to_string();
-        self.podman(&["podman", "exec", &self.containers[from].0, "ping", "-c", &c, "-i", "0.2", "-W", "2", &self.containers[to].2])
+        self.podman(&[
+            "podman",
+            "exec",
+            &self.containers[from].0,
+            "ping",
+            "-c",
+            &c,
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            &self.containers[to].2,
+        ])
     }
 }
 
@@ -266,11 +288,24 @@ impl ContainerdLab {
                 .to_string();
             lab.tasks[i].2 = ip;
             run(&[
-                "ctr", "-n", &lab.namespace, "run", "-d", "--rootfs", "--env", "PATH=/bin",
-                "--with-ns", &format!("network:/var/run/netns/{netns}"),
-                "--label", "io.kubernetes.pod.name=cnrtpod",
-                "--label", &format!("io.kubernetes.pod.namespace={}", lab.namespace),
-                ROOTFS, &id, "/bin/sleep", "600",
+                "ctr",
+                "-n",
+                &lab.namespace,
+                "run",
+                "-d",
+                "--rootfs",
+                "--env",
+                "PATH=/bin",
+                "--with-ns",
+                &format!("network:/var/run/netns/{netns}"),
+                "--label",
+                "io.kubernetes.pod.name=cnrtpod",
+                "--label",
+                &format!("io.kubernetes.pod.namespace={}", lab.namespace),
+                ROOTFS,
+                &id,
+                "/bin/sleep",
+                "600",
             ])?;
         }
         Ok(lab)

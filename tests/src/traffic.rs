@@ -35,7 +35,14 @@ pub fn udp_burst(lab: &Lab, from: usize, to: usize, port: u16, tag: &str, count:
 /// Sends `data` over one TCP connection from `from` to `to`:`port`; the
 /// server reads until EOF and answers with `reply`. Returns what the server
 /// received and what the client received back.
-pub fn tcp_exchange(lab: &Lab, from: usize, to: usize, port: u16, data: Vec<u8>, reply: Vec<u8>) -> Result<(Vec<u8>, Vec<u8>)> {
+pub fn tcp_exchange(
+    lab: &Lab,
+    from: usize,
+    to: usize,
+    port: u16,
+    data: Vec<u8>,
+    reply: Vec<u8>,
+) -> Result<(Vec<u8>, Vec<u8>)> {
     let to_addr = SocketAddr::new(lab.host(to).ip.into(), port);
     let listener = lab.in_ns(to, move || TcpListener::bind(to_addr)).context("bind TCP server")?;
     let server = std::thread::spawn(move || -> std::io::Result<Vec<u8>> {
@@ -46,7 +53,8 @@ pub fn tcp_exchange(lab: &Lab, from: usize, to: usize, port: u16, data: Vec<u8>,
         s.write_all(&reply)?;
         Ok(got)
     });
-    let mut client = lab.in_ns(from, move || TcpStream::connect_timeout(&to_addr, Duration::from_secs(5))).context("TCP connect")?;
+    let mut client =
+        lab.in_ns(from, move || TcpStream::connect_timeout(&to_addr, Duration::from_secs(5))).context("TCP connect")?;
     client.set_read_timeout(Some(Duration::from_secs(20)))?;
     client.write_all(&data)?;
     client.shutdown(std::net::Shutdown::Write)?;

@@ -42,7 +42,9 @@ fn icmp_type(data: &[u8]) -> Option<u8> {
 fn tcp_segment(data: &[u8]) -> Option<(u16, u16, u32, Vec<u8>)> {
     let p = SlicedPacket::from_ethernet(data).ok()?;
     match p.transport? {
-        TransportSlice::Tcp(t) => Some((t.source_port(), t.destination_port(), t.sequence_number(), t.payload().to_vec())),
+        TransportSlice::Tcp(t) => {
+            Some((t.source_port(), t.destination_port(), t.sequence_number(), t.payload().to_vec()))
+        }
         _ => None,
     }
 }
@@ -59,7 +61,8 @@ fn deterministic_traffic_appears_once_per_hook_with_labels() {
     let file = dir.path().join("det.pcapng");
     let (a, b) = (lab.host(0).clone(), lab.host(1).clone());
     let t0 = now_ns();
-    let cnet = Cnet::start(&["capture", "--netns", &a.netns, "--netns", &b.netns, "-w", file.to_str().unwrap()]).unwrap();
+    let cnet =
+        Cnet::start(&["capture", "--netns", &a.netns, "--netns", &b.netns, "-w", file.to_str().unwrap()]).unwrap();
 
     let sent = traffic::udp_burst(&lab, 0, 1, 7001, "det", 20).unwrap();
     let data = traffic::pattern(200_000, 7);
@@ -84,7 +87,8 @@ fn deterministic_traffic_appears_once_per_hook_with_labels() {
 
     // Every UDP datagram: once leaving A (A's veth, out), once entering B.
     for payload in &sent {
-        let copies: Vec<&FilePacket> = f.packets.iter().filter(|p| udp_payload(&p.data) == Some(payload.as_slice())).collect();
+        let copies: Vec<&FilePacket> =
+            f.packets.iter().filter(|p| udp_payload(&p.data) == Some(payload.as_slice())).collect();
         assert_eq!(copies.len(), 2, "datagram {:?}", String::from_utf8_lossy(payload));
         assert_eq!(iface_name(&f, copies[0]), a.host_veth);
         assert_eq!(copies[0].direction, Some(Direction::Out));
@@ -171,7 +175,8 @@ fn deterministic_traffic_appears_once_per_hook_with_labels() {
         assert_eq!(row[2], want_dir);
         assert_eq!(Some(row[3].as_str()), p.comment.as_deref());
     }
-    let malformed = tshark_fields(&file, Some("_ws.malformed || _ws.expert.severity == error"), &["frame.number"]).unwrap();
+    let malformed =
+        tshark_fields(&file, Some("_ws.malformed || _ws.expert.severity == error"), &["frame.number"]).unwrap();
     assert!(malformed.is_empty(), "tshark reports malformed frames: {malformed:?}");
 
     // Summary lines like tcpdump's, consistent with the file and the ISBs.
@@ -188,7 +193,16 @@ fn gso_super_packets_keep_their_length_and_snaplen_truncates_exactly() {
     let dir = TempDir::new("gso").unwrap();
     for snaplen in [65535u32, 96] {
         let file = dir.path().join(format!("gso-{snaplen}.pcapng"));
-        let cnet = Cnet::start(&["capture", "-i", &lab.host(0).host_veth, "-s", &snaplen.to_string(), "-w", file.to_str().unwrap()]).unwrap();
+        let cnet = Cnet::start(&[
+            "capture",
+            "-i",
+            &lab.host(0).host_veth,
+            "-s",
+            &snaplen.to_string(),
+            "-w",
+            file.to_str().unwrap(),
+        ])
+        .unwrap();
         let data = traffic::pattern(4 << 20, 11);
         let (got, _) = traffic::tcp_exchange(&lab, 0, 1, 7003, data.clone(), Vec::new()).unwrap();
         assert!(got == data);
@@ -220,7 +234,9 @@ fn traffic_is_unaltered_while_capturing() {
     let data = traffic::pattern(8 << 20, 3);
     let (without, _) = traffic::tcp_exchange(&lab, 0, 1, 7004, data.clone(), Vec::new()).unwrap();
     for mode in ["tcx", "clsact"] {
-        let cnet = Cnet::start(&["capture", "--netns", &lab.host(0).netns, "--attach", mode, "-s", "96", "-w", "/dev/null"]).unwrap();
+        let cnet =
+            Cnet::start(&["capture", "--netns", &lab.host(0).netns, "--attach", mode, "-s", "96", "-w", "/dev/null"])
+                .unwrap();
         let (with, _) = traffic::tcp_exchange(&lab, 0, 1, 7005, data.clone(), Vec::new()).unwrap();
         let res = cnet.stop().unwrap();
         assert!(res.status.success(), "{}", res.stderr);
@@ -279,17 +295,17 @@ fn normal_exit_detaches_on_both_paths() {
 #[test]
 fn pid_and_netns_path_targets_resolve_to_the_host_veth() {
     let lab = Lab::new(2).unwrap();
-    let mut sleeper = std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.host(0).netns, "sleep", "60"])
-        .spawn()
-        .unwrap();
+    let mut sleeper =
+        std::process::Command::new("ip").args(["netns", "exec", &lab.host(0).netns, "sleep", "60"]).spawn().unwrap();
     // `ip netns exec` execs sleep: the PID is the sleeper's once it is in the netns.
     let pid = sleeper.id().to_string();
     let path = cnet_tests::netns_path(&lab.host(1).netns);
     std::thread::sleep(Duration::from_millis(300));
     let dir = TempDir::new("pid").unwrap();
     let file = dir.path().join("pid.pcapng");
-    let cnet = Cnet::start(&["capture", "--pid", &pid, "--netns", path.to_str().unwrap(), "-w", file.to_str().unwrap()]).unwrap();
+    let cnet =
+        Cnet::start(&["capture", "--pid", &pid, "--netns", path.to_str().unwrap(), "-w", file.to_str().unwrap()])
+            .unwrap();
     let sent = traffic::udp_burst(&lab, 0, 1, 7006, "pid", 3).unwrap();
     let res = cnet.stop().unwrap();
     let _ = sleeper.kill();
@@ -300,7 +316,11 @@ fn pid_and_netns_path_targets_resolve_to_the_host_veth() {
     let pid_iface = by_name(&lab.host(0).host_veth);
     assert!(pid_iface.description.starts_with(&format!("pid:{pid} eth0")), "{}", pid_iface.description);
     let path_iface = by_name(&lab.host(1).host_veth);
-    assert!(path_iface.description.starts_with(&format!("netns:{} eth0", path.display())), "{}", path_iface.description);
+    assert!(
+        path_iface.description.starts_with(&format!("netns:{} eth0", path.display())),
+        "{}",
+        path_iface.description
+    );
     let first = f.packets.iter().find(|p| udp_payload(&p.data) == Some(sent[0].as_slice())).unwrap();
     assert_eq!(first.labels["pid"], pid);
     assert_eq!(first.labels["dir"], "out");

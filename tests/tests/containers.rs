@@ -103,7 +103,8 @@ fn docker_two_containers_by_name_into_one_file() -> Result<()> {
     runtimes::ensure()?;
     let net = DockerNet::new("10.214.1.0/24")?;
     let netarg = format!("--network={}", net.name);
-    let a = EngineContainer::docker("a", &[&netarg, "--ip", "10.214.1.11", "--label", "com.docker.compose.service=web"])?;
+    let a =
+        EngineContainer::docker("a", &[&netarg, "--ip", "10.214.1.11", "--label", "com.docker.compose.service=web"])?;
     let b = EngineContainer::docker("b", &[&netarg, "--ip", "10.214.1.12"])?;
     let c = EngineContainer::docker("c", &[&netarg, "--ip", "10.214.1.13"])?;
     let (ipa, ipb, ipc) = (ip("10.214.1.11"), ip("10.214.1.12"), ip("10.214.1.13"));
@@ -111,7 +112,8 @@ fn docker_two_containers_by_name_into_one_file() -> Result<()> {
     let file = dir.path().join("two.pcapng");
     let f = file.to_str().unwrap();
     // One by name, one by qualified name.
-    let cnet = Cnet::start(&["capture", "--container", &a.name, "--container", &format!("docker:{}", b.name), "-w", f])?;
+    let cnet =
+        Cnet::start(&["capture", "--container", &a.name, "--container", &format!("docker:{}", b.name), "-w", f])?;
     a.ping("10.214.1.12", 3)?;
     a.ping("10.214.1.13", 3)?;
     b.ping("10.214.1.13", 3)?;
@@ -156,13 +158,25 @@ fn docker_two_containers_by_name_into_one_file() -> Result<()> {
             assert!(p.comment.ends_with("dir=in"), "{p:?}");
         }
         assert!(p.description.starts_with(&format!("docker:{} eth0 [", me.name)), "{p:?}");
-        assert!(p.description.contains(&format!("(id {}, image {}, netns inode ", me.short_id(), runtimes::IMAGE)), "{p:?}");
+        assert!(
+            p.description.contains(&format!("(id {}, image {}, netns inode ", me.short_id(), runtimes::IMAGE)),
+            "{p:?}"
+        );
     }
     // Wireshark sees the same labels.
-    let rows = tshark_fields(&file, Some("icmp.type == 8"), &["frame.interface_description", "frame.comment", "ip.src", "ip.dst"])?;
+    let rows = tshark_fields(
+        &file,
+        Some("icmp.type == 8"),
+        &["frame.interface_description", "frame.comment", "ip.src", "ip.dst"],
+    )?;
     let from_a_to_b = rows
         .iter()
-        .filter(|r| r[0].starts_with(&format!("docker:{} ", a.name)) && r[1].ends_with("dir=out") && r[2] == "10.214.1.11" && r[3] == "10.214.1.12")
+        .filter(|r| {
+            r[0].starts_with(&format!("docker:{} ", a.name))
+                && r[1].ends_with("dir=out")
+                && r[2] == "10.214.1.11"
+                && r[3] == "10.214.1.12"
+        })
         .count();
     assert_eq!(from_a_to_b, 3, "{rows:?}");
     assert_eq!(rows.len(), 12, "{rows:?}");
@@ -192,7 +206,10 @@ fn docker_restart_is_followed() -> Result<()> {
     let (ipa, ipb) = (ip("10.214.2.11"), ip("10.214.2.12"));
     let mut by_iface: HashMap<&str, usize> = HashMap::new();
     for p in pkts.iter().filter(|p| p.icmp_type == 8 && p.src == ipa && p.dst == ipb) {
-        assert!(p.comment.contains(&format!("container={} runtime=docker", b.name)) && p.comment.ends_with("dir=in"), "{p:?}");
+        assert!(
+            p.comment.contains(&format!("container={} runtime=docker", b.name)) && p.comment.ends_with("dir=in"),
+            "{p:?}"
+        );
         *by_iface.entry(p.ifname.as_str()).or_default() += 1;
     }
     let mut counts: Vec<usize> = by_iface.values().copied().collect();
@@ -228,14 +245,22 @@ fn all_attaches_containers_started_later() -> Result<()> {
 fn list_json_matches_docker() -> Result<()> {
     runtimes::ensure()?;
     let net = DockerNet::new("10.214.4.0/24")?;
-    let a = EngineContainer::docker("a", &[&format!("--network={}", net.name), "--ip", "10.214.4.11", "--label", "com.docker.compose.project=cnrt"])?;
+    let a = EngineContainer::docker(
+        "a",
+        &[&format!("--network={}", net.name), "--ip", "10.214.4.11", "--label", "com.docker.compose.project=cnrt"],
+    )?;
     let host = EngineContainer::docker("host", &["--network=host"])?;
     let none = EngineContainer::docker("none", &["--network=none"])?;
     let r = cnet_output(&["list", "--json"])?;
     assert!(r.status.success(), "{}", r.stderr);
     let rows: serde_json::Value = serde_json::from_str(&r.stdout)?;
     let find = |name: &str| -> serde_json::Value {
-        rows.as_array().unwrap().iter().find(|r| r["name"] == name).cloned().unwrap_or_else(|| panic!("{name} not listed: {rows}"))
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {rows}"))
     };
     let ra = find(&a.name);
     assert_eq!(ra["runtime"], "docker");
@@ -246,7 +271,8 @@ fn list_json_matches_docker() -> Result<()> {
     assert_eq!(ra["labels"]["com.docker.compose.project"], "cnrt");
     assert_eq!(ra["networks"][0]["name"], net.name.as_str());
     assert_eq!(ra["networks"][0]["ips"][0], "10.214.4.11");
-    let inode = std::fs::metadata(format!("/proc/{}/ns/net", a.pid()?)).map(|m| std::os::unix::fs::MetadataExt::ino(&m))?;
+    let inode =
+        std::fs::metadata(format!("/proc/{}/ns/net", a.pid()?)).map(|m| std::os::unix::fs::MetadataExt::ino(&m))?;
     assert_eq!(ra["netns_inode"], inode);
     let iface = &ra["interfaces"][0];
     assert_eq!(iface["name"], "eth0");
@@ -329,7 +355,17 @@ fn errors_name_what_to_do() -> Result<()> {
     let later = runtimes::unique("later");
     let mut cnet = Cnet::start(&["capture", "--container", &later, "--wait", "-w", "/dev/null"])?;
     let _later = RemoveOnDrop(later.clone());
-    cnet_tests::run(&["docker", "run", "-d", "--name", &later, &format!("--network={}", net.name), runtimes::IMAGE, "sleep", "600"])?;
+    cnet_tests::run(&[
+        "docker",
+        "run",
+        "-d",
+        "--name",
+        &later,
+        &format!("--network={}", net.name),
+        runtimes::IMAGE,
+        "sleep",
+        "600",
+    ])?;
     cnet.wait_for_stderr("cnet: attached", Duration::from_secs(5))?;
     Ok(())
 }
@@ -354,7 +390,10 @@ fn podman_container_by_name() -> Result<()> {
     let ip1 = lab.containers[1].2.clone();
     let dir = TempDir::new("ctr")?;
     let file = dir.path().join("podman.pcapng");
-    let cnet = Cnet::start_in_netns(&lab.netns, &["capture", "--container", &format!("podman:{name}"), "-w", file.to_str().unwrap()])?;
+    let cnet = Cnet::start_in_netns(
+        &lab.netns,
+        &["capture", "--container", &format!("podman:{name}"), "-w", file.to_str().unwrap()],
+    )?;
     lab.ping(1, 0, 3)?;
     let r = cnet.stop()?;
     assert!(r.status.success(), "{}", r.stderr);
@@ -387,13 +426,17 @@ fn containerd_container_by_name_and_pod() -> Result<()> {
     assert_eq!(count(&pkts, &id0, "in", ip(&ip1), ip(&ip0), 8), 3, "{pkts:#?}");
     assert_eq!(count(&pkts, &id0, "out", ip(&ip0), ip(&ip1), 0), 3);
     let p = &pkts[0];
-    assert!(p.comment.contains(&format!("runtime=containerd id={id0} pod=cnrtpod namespace={} netns=", lab.namespace)), "{p:?}");
+    assert!(
+        p.comment.contains(&format!("runtime=containerd id={id0} pod=cnrtpod namespace={} netns=", lab.namespace)),
+        "{p:?}"
+    );
     assert!(p.description.starts_with(&format!("containerd:{}/{id0} eth0", lab.namespace)), "{p:?}");
 
     // --pod picks both tasks (CRI labels).
     let r = cnet_output(&["list", "--json"])?;
     let rows: serde_json::Value = serde_json::from_str(&r.stdout)?;
-    let mine: Vec<&serde_json::Value> = rows.as_array().unwrap().iter().filter(|r| r["namespace"] == lab.namespace.as_str()).collect();
+    let mine: Vec<&serde_json::Value> =
+        rows.as_array().unwrap().iter().filter(|r| r["namespace"] == lab.namespace.as_str()).collect();
     assert_eq!(mine.len(), 2, "{rows}");
     assert!(mine.iter().all(|r| r["runtime"] == "containerd" && r["pid"].as_u64().unwrap() > 0));
     let cnet = Cnet::start(&["capture", "--pod", &format!("{}/cnrtpod", lab.namespace), "-w", "/dev/null"])?;
@@ -415,12 +458,17 @@ fn iface_picks_one_network_of_a_container() -> Result<()> {
     let r = cnet_output(&["list", "--json"])?;
     let rows: serde_json::Value = serde_json::from_str(&r.stdout)?;
     let ra = rows.as_array().unwrap().iter().find(|r| r["name"] == a.name.as_str()).context("listed")?;
-    let mut names: Vec<&str> = ra["interfaces"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    let mut names: Vec<&str> =
+        ra["interfaces"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["eth0", "eth1"], "{ra}");
 
     let r = cnet_output(&["capture", "--container", &a.name, "--iface", "eth7", "-c", "1"])?;
-    assert!(!r.status.success() && r.stderr.contains("no selected container has an interface named eth7: they have eth"), "{}", r.stderr);
+    assert!(
+        !r.status.success() && r.stderr.contains("no selected container has an interface named eth7: they have eth"),
+        "{}",
+        r.stderr
+    );
 
     let dir = TempDir::new("ctr")?;
     let file = dir.path().join("iface.pcapng");

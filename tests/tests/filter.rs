@@ -32,7 +32,20 @@ impl Tcpdump {
         // `-w -` into a file we opened: tcpdump drops privileges and may be
         // confined by AppArmor, neither of which matters for its stdout.
         let mut child = Command::new("tcpdump")
-            .args(["-n", "-p", "-U", "--immediate-mode", "-i", iface, "-s", SNAPLEN, "--time-stamp-precision", "nano", "-w", "-"])
+            .args([
+                "-n",
+                "-p",
+                "-U",
+                "--immediate-mode",
+                "-i",
+                iface,
+                "-s",
+                SNAPLEN,
+                "--time-stamp-precision",
+                "nano",
+                "-w",
+                "-",
+            ])
             .arg(expr)
             .stdin(Stdio::null())
             .stdout(Stdio::from(file))
@@ -153,7 +166,13 @@ fn make_traffic(lab: &Lab) {
     lab.exec(0, &["ping", "-6", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "2", &b.ip6.to_string()]).unwrap();
     lab.exec(2, &["ping", "-6", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "2", &a.ip6.to_string()]).unwrap();
     for (port, len) in [(53u16, 40usize), (1000, 10), (1500, 1400), (2500, 80), (5353, 30)] {
-        udp_send(lab, 0, b.ip.into(), port, format!("cnet{port}").into_bytes().into_iter().chain(std::iter::repeat_n(b'x', len)).collect());
+        udp_send(
+            lab,
+            0,
+            b.ip.into(),
+            port,
+            format!("cnet{port}").into_bytes().into_iter().chain(std::iter::repeat_n(b'x', len)).collect(),
+        );
         udp_send(lab, 1, a.ip6.into(), port, vec![b'y'; len]);
     }
     udp_send(lab, 1, c.ip.into(), 60, b"cnet b to c".to_vec());
@@ -250,8 +269,18 @@ fn filters_keep_exactly_what_tcpdump_keeps() {
         }
         let cnet_file = dir.path().join(format!("cnet{i}.pcapng"));
         let cnet = Cnet::start(&[
-            "capture", "-i", &a.host_veth, "-i", &b.host_veth, "-s", SNAPLEN, "-B", "1024",
-            "-w", cnet_file.to_str().unwrap(), expr,
+            "capture",
+            "-i",
+            &a.host_veth,
+            "-i",
+            &b.host_veth,
+            "-s",
+            SNAPLEN,
+            "-B",
+            "1024",
+            "-w",
+            cnet_file.to_str().unwrap(),
+            expr,
         ])
         .unwrap_or_else(|e| panic!("cnet with {expr:?}: {e}"));
         runs.push(Run { expr: expr.clone(), cnet: Some(cnet), cnet_file, dumps });
@@ -283,7 +312,11 @@ fn filters_keep_exactly_what_tcpdump_keeps() {
         }
         let mut want = Split::new();
         for (i, h) in [&a, &b].into_iter().enumerate() {
-            let p = dir.path().join(format!("td{}-{}.pcap", exprs.iter().position(|e| *e == run.expr).unwrap(), h.host_veth));
+            let p = dir.path().join(format!(
+                "td{}-{}.pcap",
+                exprs.iter().position(|e| *e == run.expr).unwrap(),
+                h.host_veth
+            ));
             split_tcpdump(&read_pcap(&p), &h.host_veth, macs[i], (t0, t1), &mut want);
         }
         let count = |s: &Split| s.values().map(Vec::len).sum::<usize>();
@@ -346,7 +379,9 @@ fn filter_is_recorded_in_the_file_and_counted() {
     // -F: comments removed, lines joined, as tcpdump does.
     std::fs::write(&ffile, "udp  # datagrams only\nand dst port 7301\n").unwrap();
     let a = lab.host(0).clone();
-    let cnet = Cnet::start(&["capture", "--netns", &a.netns, "-F", ffile.to_str().unwrap(), "-w", out.to_str().unwrap()]).unwrap();
+    let cnet =
+        Cnet::start(&["capture", "--netns", &a.netns, "-F", ffile.to_str().unwrap(), "-w", out.to_str().unwrap()])
+            .unwrap();
     traffic::udp_burst(&lab, 0, 1, 7301, "kept", 5).unwrap();
     traffic::udp_burst(&lab, 0, 1, 7302, "dropped", 7).unwrap();
     lab.ping(0, 1, 2).unwrap();
@@ -360,7 +395,10 @@ fn filter_is_recorded_in_the_file_and_counted() {
     let seen: u64 = res
         .stderr
         .lines()
-        .find_map(|l| l.strip_prefix(&format!("cnet: {} (", a.host_veth)).and_then(|r| r.split(": ").nth(1)?.split(' ').next()?.parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(&format!("cnet: {} (", a.host_veth))
+                .and_then(|r| r.split(": ").nth(1)?.split(' ').next()?.parse().ok())
+        })
         .unwrap();
     assert!(seen >= 5 + 7 + 4, "{}", res.stderr);
 

@@ -67,7 +67,10 @@ fn assert_table_matches_json(report: &Report, stderr: &str) {
         assert!(lines.iter().any(|l| l.starts_with(&want)), "table has no hop line {want:?}:\n{stderr}");
     }
     let m = &report.hop_matching;
-    let want = format!("hop matching: {} copies matched, {} packets seen on one hook only, {} ambiguous", m.matched, m.unmatched, m.ambiguous);
+    let want = format!(
+        "hop matching: {} copies matched, {} packets seen on one hook only, {} ambiguous",
+        m.matched, m.unmatched, m.ambiguous
+    );
     assert!(lines.iter().any(|l| l.starts_with(&want)), "table has no {want:?}:\n{stderr}");
 }
 
@@ -156,7 +159,9 @@ fn request_response_test(delay_ms: u64) {
     let plot = dir.path().join(format!("rr{delay_ms}.svg"));
     let (a, b) = (lab.host(0).clone(), lab.host(1).clone());
     let port = 7100 + delay_ms as u16;
-    let cnet = Cnet::start(&["latency", "--netns", &a.netns, "--netns", &b.netns, "--json", "--plot", plot.to_str().unwrap()]).unwrap();
+    let cnet =
+        Cnet::start(&["latency", "--netns", &a.netns, "--netns", &b.netns, "--json", "--plot", plot.to_str().unwrap()])
+            .unwrap();
     request_response(&lab, port, delay_ms);
     thread::sleep(Duration::from_millis(100));
     let res = cnet.stop().unwrap();
@@ -213,7 +218,16 @@ fn hops_match_each_packet_once_and_copies_share_a_packet_id() {
     let plot = dir.path().join("hops.html");
     let (a, b) = (lab.host(0).clone(), lab.host(1).clone());
     let cnet = Cnet::start(&[
-        "latency", "--netns", &a.netns, "--netns", &b.netns, "--json", "-w", file.to_str().unwrap(), "--plot", plot.to_str().unwrap(),
+        "latency",
+        "--netns",
+        &a.netns,
+        "--netns",
+        &b.netns,
+        "--json",
+        "-w",
+        file.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
     ])
     .unwrap();
 
@@ -276,7 +290,12 @@ fn hops_match_each_packet_once_and_copies_share_a_packet_id() {
     // much as a whole bridge handshake; the per-packet checks below use
     // bounds that causality guarantees.)
     for h in [hop("tcp"), udp] {
-        assert!(h.stats.p90_ns < handshake, "{} hop p90 {} ns is not below the handshake RTT {handshake} ns", h.protocol, h.stats.p90_ns);
+        assert!(
+            h.stats.p90_ns < handshake,
+            "{} hop p90 {} ns is not below the handshake RTT {handshake} ns",
+            h.protocol,
+            h.stats.p90_ns
+        );
     }
     assert_table_matches_json(&report, &res.stderr);
 
@@ -314,7 +333,11 @@ fn hops_match_each_packet_once_and_copies_share_a_packet_id() {
     for (id, copies) in &by_id {
         assert_eq!(copies.len(), 2, "packet id {id}: {copies:?}");
         let (first, second) = (&copies[0], &copies[1]);
-        assert_eq!((first[1].as_str(), second[1].as_str()), (a.host_veth.as_str(), b.host_veth.as_str()), "packet id {id}");
+        assert_eq!(
+            (first[1].as_str(), second[1].as_str()),
+            (a.host_veth.as_str(), b.host_veth.as_str()),
+            "packet id {id}"
+        );
         assert_eq!(first[3..], second[3..], "copies of packet id {id} differ");
         let (t_a, t_b) = (epoch_ns(&first[2]), epoch_ns(&second[2]));
         assert!(t_b > t_a, "packet id {id}: hop is not positive");
@@ -336,7 +359,10 @@ fn hops_match_each_packet_once_and_copies_share_a_packet_id() {
     assert!(*syn_hop < handshake, "SYN hop {syn_hop} ns, handshake RTT {handshake} ns");
     let answers = tshark_fields(
         &file,
-        Some(&format!("ip.src == {} && tcp.srcport == {tcp_port} && tcp.len > 0 && frame.interface_name == \"{}\"", b.ip, a.host_veth)),
+        Some(&format!(
+            "ip.src == {} && tcp.srcport == {tcp_port} && tcp.len > 0 && frame.interface_name == \"{}\"",
+            b.ip, a.host_veth
+        )),
         &["frame.time_epoch"],
     )
     .unwrap();
@@ -421,7 +447,9 @@ fn bad_plot_file_is_refused_before_anything_is_attached() {
     // A bad target leaves no plot file behind.
     let dir = TempDir::new("latbad").unwrap();
     let plot = dir.path().join("p.svg");
-    let out = cnet_output(&["latency", "--netns", &format!("{}-missing", lab.prefix), "--plot", plot.to_str().unwrap()]).unwrap();
+    let out =
+        cnet_output(&["latency", "--netns", &format!("{}-missing", lab.prefix), "--plot", plot.to_str().unwrap()])
+            .unwrap();
     assert!(!out.status.success());
     assert!(out.stderr.contains("no network namespace named"), "{}", out.stderr);
     assert!(!plot.exists(), "plot file created for a failed capture");

@@ -29,7 +29,13 @@ fn sigkill_mid_capture_leaves_a_file_readable_up_to_the_last_flush() {
     // (bounded generously for a loaded CI machine), then kill it.
     let t0 = std::time::Instant::now();
     let all_on_disk = || {
-        read_file(&file).map_or_else(|(_, partial)| partial, |f| f).packets.iter().filter(|q| sent.iter().any(|p| q.data.ends_with(p))).count() == sent.len()
+        read_file(&file)
+            .map_or_else(|(_, partial)| partial, |f| f)
+            .packets
+            .iter()
+            .filter(|q| sent.iter().any(|p| q.data.ends_with(p)))
+            .count()
+            == sent.len()
     };
     while !all_on_disk() {
         assert!(t0.elapsed() < Duration::from_secs(10), "packets not flushed to the file within 10 s");
@@ -64,7 +70,18 @@ fn ring_overload_drops_equal_the_reported_drop_counts() {
     let dir = TempDir::new("overload").unwrap();
     let file = dir.path().join("overload.pcapng");
     // A one-page ring holds a couple of dozen records: a burst overflows it.
-    let cnet = Cnet::start(&["capture", "--netns", &lab.host(0).netns, "--netns", &lab.host(1).netns, "-B", "4", "-w", file.to_str().unwrap()]).unwrap();
+    let cnet = Cnet::start(&[
+        "capture",
+        "--netns",
+        &lab.host(0).netns,
+        "--netns",
+        &lab.host(1).netns,
+        "-B",
+        "4",
+        "-w",
+        file.to_str().unwrap(),
+    ])
+    .unwrap();
     let dst = std::net::SocketAddr::new(lab.host(1).ip.into(), 7103);
     let rx = lab.in_ns(1, move || std::net::UdpSocket::bind(dst)).unwrap();
     let tx = lab.in_ns(0, || std::net::UdpSocket::bind("0.0.0.0:0")).unwrap();
@@ -100,7 +117,8 @@ struct SmallFs(TempDir);
 impl SmallFs {
     fn new(size: &str) -> SmallFs {
         let dir = TempDir::new("tmpfs").unwrap();
-        run(&["mount", "-t", "tmpfs", "-o", &format!("size={size}"), "cnet-test", dir.path().to_str().unwrap()]).unwrap();
+        run(&["mount", "-t", "tmpfs", "-o", &format!("size={size}"), "cnet-test", dir.path().to_str().unwrap()])
+            .unwrap();
         SmallFs(dir)
     }
 }
@@ -161,7 +179,18 @@ fn relinquish_privileges_after_attaching() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     for mode in ["tcx", "clsact"] {
         let file = dir.path().join(format!("z-{mode}.pcapng"));
-        let cnet = Cnet::start(&["capture", "--netns", &lab.host(0).netns, "--attach", mode, "-Z", "nobody", "-w", file.to_str().unwrap()]).unwrap();
+        let cnet = Cnet::start(&[
+            "capture",
+            "--netns",
+            &lab.host(0).netns,
+            "--attach",
+            mode,
+            "-Z",
+            "nobody",
+            "-w",
+            file.to_str().unwrap(),
+        ])
+        .unwrap();
         let status = std::fs::read_to_string(format!("/proc/{}/status", cnet.pid())).unwrap();
         let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
         assert!(uid_line.split_whitespace().skip(1).all(|u| u == "65534"), "{uid_line}");
@@ -174,7 +203,9 @@ fn relinquish_privileges_after_attaching() {
         let markers = std::fs::read_dir("/run/cnet/clsact").map(|d| d.count()).unwrap_or(0);
         let ifindex = std::fs::read_to_string(format!("/sys/class/net/{}/ifindex", lab.host(0).host_veth)).unwrap();
         assert!(
-            std::fs::read_dir("/run/cnet/clsact").map_or(true, |d| d.flatten().all(|e| !e.file_name().to_string_lossy().ends_with(&format!("-{}", ifindex.trim())))),
+            std::fs::read_dir("/run/cnet/clsact").map_or(true, |d| d
+                .flatten()
+                .all(|e| !e.file_name().to_string_lossy().ends_with(&format!("-{}", ifindex.trim())))),
             "{mode}: clsact marker left behind ({markers} markers)"
         );
     }
@@ -245,7 +276,14 @@ fn send_raw_frames(lab: &Lab, i: usize, frames: Vec<Vec<u8>>) {
             addr.sll_ifindex = ifindex as i32;
             addr.sll_halen = 6;
             for f in &frames {
-                let n = libc::sendto(fd, f.as_ptr().cast(), f.len(), 0, (&addr as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32);
+                let n = libc::sendto(
+                    fd,
+                    f.as_ptr().cast(),
+                    f.len(),
+                    0,
+                    (&addr as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
                 assert_eq!(n, f.len() as isize, "sendto: {}", std::io::Error::last_os_error());
             }
             libc::close(fd);
@@ -264,27 +302,48 @@ fn ether(ethertype: u16, payload: &[u8]) -> Vec<u8> {
 fn malformed_frames_are_captured_and_printed_without_panic() {
     let lab = Lab::new(2).unwrap();
     let ipv4 = |ihl_ver: u8, total: u16, proto: u8, rest: &[u8]| {
-        let mut h = vec![ihl_ver, 0, (total >> 8) as u8, total as u8, 0, 1, 0, 0, 64, proto, 0, 0, 10, 213, 0, 10, 10, 213, 0, 11];
+        let mut h = vec![
+            ihl_ver,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            1,
+            0,
+            0,
+            64,
+            proto,
+            0,
+            0,
+            10,
+            213,
+            0,
+            10,
+            10,
+            213,
+            0,
+            11,
+        ];
         h.extend_from_slice(rest);
         h
     };
     let frames = vec![
-        ether(0x0800, &[0x45]),                                  // IPv4 header cut after one byte
-        ether(0x0800, &ipv4(0x4f, 60, 6, &[0; 4])),              // IHL 15 (60 bytes) with 24 present
-        ether(0x0800, &ipv4(0x43, 20, 17, &[0; 8])),             // IHL 3: below the minimum
+        ether(0x0800, &[0x45]),                      // IPv4 header cut after one byte
+        ether(0x0800, &ipv4(0x4f, 60, 6, &[0; 4])),  // IHL 15 (60 bytes) with 24 present
+        ether(0x0800, &ipv4(0x43, 20, 17, &[0; 8])), // IHL 3: below the minimum
         ether(0x0800, &ipv4(0x45, 9000, 17, &[0, 53, 0, 53, 0, 200, 0, 0])), // total length beyond the frame
-        ether(0x0800, &ipv4(0x45, 30, 6, &[0x1f, 0x90, 0, 80, 0, 0])),       // TCP header cut short
+        ether(0x0800, &ipv4(0x45, 30, 6, &[0x1f, 0x90, 0, 80, 0, 0])), // TCP header cut short
         ether(0x0800, &ipv4(0x46, 48, 6, &[0x44, 0x08, 0, 0, 0x1f, 0x90, 0, 80])), // IP options, TCP truncated
-        ether(0x86dd, &[0x60, 0, 0, 0, 0, 40, 0, 64]),           // IPv6 header cut short
+        ether(0x86dd, &[0x60, 0, 0, 0, 0, 40, 0, 64]), // IPv6 header cut short
         ether(0x86dd, &{
             let mut v = vec![0x60, 0, 0, 0, 0, 16, 0, 64]; // hop-by-hop claiming more than there is
             v.extend_from_slice(&[0; 32]);
             v.extend_from_slice(&[17, 200, 0, 0, 0, 0, 0, 0]);
             v
         }),
-        ether(0x0806, &[0, 1, 8, 0, 6]),                         // ARP cut short
-        ether(0x88b5, &[1, 2, 3]),                               // unknown ethertype
-        ether(0x0800, &[]),                                      // nothing after Ethernet
+        ether(0x0806, &[0, 1, 8, 0, 6]), // ARP cut short
+        ether(0x88b5, &[1, 2, 3]),       // unknown ethertype
+        ether(0x0800, &[]),              // nothing after Ethernet
     ];
     let count = frames.len();
     let dir = TempDir::new("malformed").unwrap();

@@ -44,7 +44,9 @@ fn moving_targets_stop_remove_and_dockerd_restart() {
     let b = EngineContainer::docker("movb", &["--network", &net.name, "--ip", "10.217.0.11"]).unwrap();
     let dir = TempDir::new("moving").unwrap();
     let file = dir.path().join("moving.pcapng");
-    let mut cnet = Cnet::start(&["capture", "--container", &a.name, "--container", &b.name, "-w", file.to_str().unwrap()]).unwrap();
+    let mut cnet =
+        Cnet::start(&["capture", "--container", &a.name, "--container", &b.name, "-w", file.to_str().unwrap()])
+            .unwrap();
 
     a.ping("10.217.0.11", 2).unwrap();
 
@@ -88,7 +90,9 @@ fn moving_targets_stop_remove_and_dockerd_restart() {
     let echo_requests_from_a = f
         .packets
         .iter()
-        .filter(|p| p.labels.get("container") == Some(&a.name) && p.labels.get("dir").map(String::as_str) == Some("out"))
+        .filter(|p| {
+            p.labels.get("container") == Some(&a.name) && p.labels.get("dir").map(String::as_str) == Some("out")
+        })
         .filter(|p| p.data.len() > 34 && p.data[23] == 1 && p.data[34] == 8)
         .count();
     let phases = if our_dockerd().is_some() { 3 } else { 2 };

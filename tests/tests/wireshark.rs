@@ -174,7 +174,8 @@ fn live_pipe_delivers_each_packet_promptly() {
         let want = sent.last().unwrap().clone();
         let deadline = Instant::now() + Duration::from_secs(5);
         let arrived = loop {
-            let (t, chunk) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("datagram not on the pipe");
+            let (t, chunk) =
+                rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("datagram not on the pipe");
             seen.extend_from_slice(&chunk);
             if seen.windows(want.len()).any(|w| w == want.as_slice()) {
                 break t;
@@ -275,8 +276,18 @@ fn check_json_against_tshark(file: &Path, json: &[serde_json::Value]) {
         file,
         None,
         &[
-            "ip.src", "ip.dst", "udp.srcport", "udp.dstport", "tcp.srcport", "tcp.dstport", "frame.len",
-            "frame.cap_len", "frame.packet_flags_direction", "tcp.seq_raw", "ipv6.src", "ipv6.dst",
+            "ip.src",
+            "ip.dst",
+            "udp.srcport",
+            "udp.dstport",
+            "tcp.srcport",
+            "tcp.dstport",
+            "frame.len",
+            "frame.cap_len",
+            "frame.packet_flags_direction",
+            "tcp.seq_raw",
+            "ipv6.src",
+            "ipv6.dst",
         ],
     )
     .unwrap();
@@ -432,7 +443,17 @@ fn rotation_by_size_loses_and_duplicates_nothing() {
     let pattern = dir.path().join("ring");
     let (a, b) = (lab.host(0).clone(), lab.host(1).clone());
     let cnet = Cnet::start(&[
-        "capture", "--netns", &a.netns, "--netns", &b.netns, "-w", pattern.to_str().unwrap(), "-C", "20k", "-W", "50",
+        "capture",
+        "--netns",
+        &a.netns,
+        "--netns",
+        &b.netns,
+        "-w",
+        pattern.to_str().unwrap(),
+        "-C",
+        "20k",
+        "-W",
+        "50",
     ])
     .unwrap();
     let sent = traffic::udp_burst(&lab, 0, 1, 7401, "size", 400).unwrap();
@@ -473,7 +494,10 @@ fn rotation_by_time_loses_and_duplicates_nothing() {
     assert!(files.len() >= 3, "{files:?}");
     for f in &files {
         let name = f.file_name().unwrap().to_str().unwrap();
-        assert!(name.starts_with("cap-2") && name.ends_with(".pcapng") && name.len() == "cap-20260101-000000.pcapng".len(), "{name}");
+        assert!(
+            name.starts_with("cap-2") && name.ends_with(".pcapng") && name.len() == "cap-20260101-000000.pcapng".len(),
+            "{name}"
+        );
     }
     check_once_per_hook(&files, 7402, &lab, &sent);
 }

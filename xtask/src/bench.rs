@@ -123,7 +123,8 @@ pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
             bail!("unknown load {name:?}; the loads are tcp-bulk-1, tcp-bulk-2, udp-64B, tcp-req-resp");
         }
     }
-    let loads: Vec<Load> = all.into_iter().filter(|l| opts.loads.is_empty() || opts.loads.iter().any(|n| n == l.name())).collect();
+    let loads: Vec<Load> =
+        all.into_iter().filter(|l| opts.loads.is_empty() || opts.loads.iter().any(|n| n == l.name())).collect();
     let tmp = std::env::temp_dir().join(format!("cnet-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let _cleanup = RemoveDir(tmp.clone());
@@ -157,7 +158,14 @@ pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
                     .with_context(|| format!("{} {tool:?} {}", load.name(), mode.name()))?;
                 eprintln!(
                     "bench: {:<12} {:<8} {:<15} {:>8.2} {}  captured {:>9} of {:>9} dropped {:>8}",
-                    r.load, r.tool, r.mode, r.throughput, load.unit(), r.captured, r.crossed, r.dropped
+                    r.load,
+                    r.tool,
+                    r.mode,
+                    r.throughput,
+                    load.unit(),
+                    r.captured,
+                    r.crossed,
+                    r.dropped
                 );
                 runs.push(r);
             }
@@ -287,7 +295,11 @@ fn machine_cpu_s() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let line = stat.lines().next().unwrap_or_default();
     let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    let busy = v.first().unwrap_or(&0) + v.get(1).unwrap_or(&0) + v.get(2).unwrap_or(&0) + v.get(5).unwrap_or(&0) + v.get(6).unwrap_or(&0);
+    let busy = v.first().unwrap_or(&0)
+        + v.get(1).unwrap_or(&0)
+        + v.get(2).unwrap_or(&0)
+        + v.get(5).unwrap_or(&0)
+        + v.get(6).unwrap_or(&0);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     busy as f64 / hz
@@ -316,7 +328,10 @@ fn wait_rusage(child: &mut Child) -> Result<(f64, u64)> {
     if rc != pid {
         bail!("wait4 failed: {}", std::io::Error::last_os_error());
     }
-    let cpu = ru.ru_utime.tv_sec as f64 + ru.ru_utime.tv_usec as f64 / 1e6 + ru.ru_stime.tv_sec as f64 + ru.ru_stime.tv_usec as f64 / 1e6;
+    let cpu = ru.ru_utime.tv_sec as f64
+        + ru.ru_utime.tv_usec as f64 / 1e6
+        + ru.ru_stime.tv_sec as f64
+        + ru.ru_stime.tv_usec as f64 / 1e6;
     Ok((cpu, ru.ru_maxrss as u64))
 }
 
@@ -440,7 +455,18 @@ fn generate(lab: &Lab, load: Load, secs: u64) -> Result<f64> {
             let streams = if load == Load::Tcp1 { "1" } else { "2" };
             let out = lab.exec(
                 0,
-                &["iperf3", "-c", &lab.host(1).ip.to_string(), "-p", &IPERF_PORT.to_string(), "-t", &secs.to_string(), "-P", streams, "-J"],
+                &[
+                    "iperf3",
+                    "-c",
+                    &lab.host(1).ip.to_string(),
+                    "-p",
+                    &IPERF_PORT.to_string(),
+                    "-t",
+                    &secs.to_string(),
+                    "-P",
+                    streams,
+                    "-J",
+                ],
             )?;
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 JSON")?;
             let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().context("iperf3 result")?;
@@ -468,8 +494,9 @@ fn udp_flood(lab: &Lab, secs: u64) -> Result<f64> {
         threads.push(std::thread::spawn(move || {
             const BATCH: usize = 64;
             let payload = [0x42u8; 22];
-            let mut iov: Vec<libc::iovec> =
-                (0..BATCH).map(|_| libc::iovec { iov_base: payload.as_ptr() as *mut _, iov_len: payload.len() }).collect();
+            let mut iov: Vec<libc::iovec> = (0..BATCH)
+                .map(|_| libc::iovec { iov_base: payload.as_ptr() as *mut _, iov_len: payload.len() })
+                .collect();
             let mut msgs: Vec<libc::mmsghdr> = iov
                 .iter_mut()
                 .map(|v| {
@@ -555,7 +582,9 @@ fn report(runs: &[Run], loads: &[Load], disk_mb_s: f64, secs: u64, rounds: usize
     ));
     s.push_str("| load | tool | mode | throughput | cost vs none | completeness | drops | capture CPU µs/pkt | machine CPU µs/pkt | peak RSS MiB | written MB/s |\n");
     s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
-    let mut ratios = String::from("\n## cnet / tcpdump\n\n| load | mode | throughput | completeness | capture CPU per packet | written MB/s |\n|---|---|---|---|---|---|\n");
+    let mut ratios = String::from(
+        "\n## cnet / tcpdump\n\n| load | mode | throughput | completeness | capture CPU per packet | written MB/s |\n|---|---|---|---|---|---|\n",
+    );
     for load in loads.iter().copied() {
         let base = groups.get(&(load.name(), "none", "-")).map(|rs| med(rs, &|r| r.throughput)).unwrap_or(f64::NAN);
         let row = |tool: &str, mode: &str| -> Option<(f64, f64, f64, f64, f64, f64, f64, f64)> {

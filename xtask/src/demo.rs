@@ -41,15 +41,29 @@ pub fn run(cnet: &Path, output: &Path, seconds: u64) -> Result<()> {
     anyhow::ensure!(result.status.success(), "cnet failed");
 
     println!("\nWrote {out}. Open it with:\n  wireshark {out}");
-    println!("or list the labels of each packet with:\n  tshark -r {out} -T fields -e frame.interface_description -e frame.packet_flags_direction -e frame.comment\n");
+    println!(
+        "or list the labels of each packet with:\n  tshark -r {out} -T fields -e frame.interface_description -e frame.packet_flags_direction -e frame.comment\n"
+    );
     if let Ok(o) = Command::new("tshark")
-        .args(["-r", &out, "-c", "12", "-T", "fields", "-E", "separator= | ", "-e", "frame.comment", "-e", "_ws.col.Info"])
+        .args([
+            "-r",
+            &out,
+            "-c",
+            "12",
+            "-T",
+            "fields",
+            "-E",
+            "separator= | ",
+            "-e",
+            "frame.comment",
+            "-e",
+            "_ws.col.Info",
+        ])
         .output()
+        && o.status.success()
     {
-        if o.status.success() {
-            println!("First packets (comment | summary):");
-            print!("{}", String::from_utf8_lossy(&o.stdout));
-        }
+        println!("First packets (comment | summary):");
+        print!("{}", String::from_utf8_lossy(&o.stdout));
     }
     Ok(())
 }

@@ -149,7 +149,8 @@ fn output(cmd: &mut Command) -> Result<String> {
 /// Nightly toolchain, rust-src, bpf-linker; then test packages if asked.
 fn setup(test_deps: bool) -> Result<()> {
     ensure_nightly()?;
-    let sysroot = PathBuf::from(output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?);
+    let sysroot =
+        PathBuf::from(output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?);
     ensure_rust_src(&sysroot)?;
     ensure_bpf_linker(&sysroot)?;
     // containerd's API client compiles its protobuf definitions at build time.
@@ -223,7 +224,11 @@ fn rust_src_from_debian(sysroot: &Path) -> Result<()> {
         .find(|ver| ver.contains(&major_minor))
         .with_context(|| format!("Debian has no rust-src {major_minor}"))?
         .to_string();
-    run(Command::new("apt-get").args(&apt_opts).arg("download").arg(format!("rust-src={pkg_version}")).current_dir(&tmp))?;
+    run(Command::new("apt-get")
+        .args(&apt_opts)
+        .arg("download")
+        .arg(format!("rust-src={pkg_version}"))
+        .current_dir(&tmp))?;
     let deb = std::fs::read_dir(&tmp)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "deb"))

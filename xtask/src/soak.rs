@@ -36,7 +36,9 @@ fn docker(args: &[&str]) -> Result<String> {
 fn proc_sample(pid: u32) -> (u64, usize) {
     let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
     (rss, fds)
@@ -62,7 +64,8 @@ pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("cnet-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("soak.pcapng");
-    let mut cap = Cnet::start_bin(cnet, &["capture", "--container", &pattern, "-s", "128", "-w", file.to_str().unwrap()])?;
+    let mut cap =
+        Cnet::start_bin(cnet, &["capture", "--container", &pattern, "-s", "128", "-w", file.to_str().unwrap()])?;
     let pid = cap.pid();
 
     let total = Duration::from_secs_f64(opts.minutes * 60.0);

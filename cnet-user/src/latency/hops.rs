@@ -162,7 +162,9 @@ impl HopMatcher {
                 // packet that nobody else saw.
                 let mut next = self.newest.get(&fingerprint).copied();
                 while let Some(seq) = next {
-                    let Some(w) = seq.checked_sub(self.base).and_then(|i| self.waiting.get_mut(i as usize)) else { break };
+                    let Some(w) = seq.checked_sub(self.base).and_then(|i| self.waiting.get_mut(i as usize)) else {
+                        break;
+                    };
                     if w.fingerprint == fingerprint && !w.seen_on(hook) {
                         w.ambiguous = true;
                     }

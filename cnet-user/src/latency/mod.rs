@@ -17,8 +17,8 @@ pub mod stats;
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::AsFd;
 use std::net::IpAddr;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -116,7 +116,8 @@ impl LatencySink<'_> {
             }
             Output::File(path) => {
                 let f = create_output(path, file_mode)?;
-                let w: Box<dyn Write> = Box::new(BlockFile::new(f).with_context(|| format!("cannot write {}", path.display()))?);
+                let w: Box<dyn Write> =
+                    Box::new(BlockFile::new(f).with_context(|| format!("cannot write {}", path.display()))?);
                 Some(PcapngSink::new(w, os).with_context(|| format!("cannot write {}", path.display()))?)
             }
             Output::Rotate(_) => bail!("cnet latency writes one file: -C, -G and -W are for cnet capture"),

@@ -54,7 +54,9 @@ pub enum Transport {
     Tcp(Tcp),
     /// `dns` is (query id, is a response) when the datagram is to or from
     /// port 53 and its captured part holds the DNS header.
-    Udp { dns: Option<(u16, bool)> },
+    Udp {
+        dns: Option<(u16, bool)>,
+    },
     /// Anything else, or a non-first IP fragment.
     Other,
 }
@@ -176,8 +178,16 @@ fn parse_v6(ip: &[u8], wire_len: usize) -> Option<Headers> {
 
 /// Decodes the transport header in `l4` (the captured bytes from the
 /// transport header on; `l4_len` is its length on the wire).
-fn transport(src: IpAddr, dst: IpAddr, proto: u8, l4: Option<&[u8]>, l4_len: usize, fingerprint: u64) -> Option<Headers> {
-    let mut out = Headers { src, dst, sport: 0, dport: 0, proto: Proto::Other, transport: Transport::Other, fingerprint };
+fn transport(
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    l4: Option<&[u8]>,
+    l4_len: usize,
+    fingerprint: u64,
+) -> Option<Headers> {
+    let mut out =
+        Headers { src, dst, sport: 0, dport: 0, proto: Proto::Other, transport: Transport::Other, fingerprint };
     out.proto = match proto {
         6 => Proto::Tcp,
         17 => Proto::Udp,
@@ -195,12 +205,8 @@ fn transport(src: IpAddr, dst: IpAddr, proto: u8, l4: Option<&[u8]>, l4_len: usi
             let header_len = (off >> 4) as usize * 4;
             out.sport = sport;
             out.dport = dport;
-            out.transport = Transport::Tcp(Tcp {
-                seq,
-                ack,
-                flags,
-                payload_len: l4_len.saturating_sub(header_len) as u32,
-            });
+            out.transport =
+                Transport::Tcp(Tcp { seq, ack, flags, payload_len: l4_len.saturating_sub(header_len) as u32 });
         }
         Proto::Udp => {
             let (Some(sport), Some(dport)) = (be16(l4, 0), be16(l4, 2)) else { return Some(out) };
@@ -236,7 +242,17 @@ mod tests {
 
     /// Ethernet + IPv4 + TCP with `payload`.
     #[allow(clippy::too_many_arguments)]
-    pub fn tcp4(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    pub fn tcp4(
+        src: [u8; 4],
+        dst: [u8; 4],
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        ttl: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let mut p = vec![0u8; 14];
         p[12] = 0x08;
         let total = 20 + 20 + payload.len();

@@ -69,7 +69,9 @@ pub fn svg(report: &Report) -> Result<String, String> {
         .hops
         .iter()
         .filter(|r| r.stats.count > 0)
-        .map(|r| Row { label: format!("{} → {}  ({})", r.from, r.to, r.protocol), color: HOP, stats: r.stats.clone() })
+        .map(|r| Row {
+            label: format!("{} → {}  ({})", r.from, r.to, r.protocol), color: HOP, stats: r.stats.clone()
+        })
         .collect();
 
     let panel_h = |n: usize| PANEL_EXTRA_PX + ROW_PX * n.max(1) as u32;
@@ -181,7 +183,9 @@ fn panel(area: &DrawingArea<SVGBackend<'_>, Shift>, title: &str, rows: &[Row]) -
             format_ns(s.p99_ns),
             format_ns(s.max_ns)
         );
-        chart.draw_series(std::iter::once(Text::new(text, (lo * 1.05, top - 0.06), label_style.clone()))).map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(text, (lo * 1.05, top - 0.06), label_style.clone())))
+            .map_err(err)?;
         // The log2 histogram, faint, behind the marks: the shape of the
         // distribution (one bar per power of two, height relative to the
         // row's fullest bucket).
@@ -230,7 +234,8 @@ fn legend(area: &DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), String> {
     area.draw(&Rectangle::new([(x, y - 6), (x + 26, y + 6)], RGBColor(120, 120, 120).filled())).map_err(err)?;
     area.draw(&Text::new("p50 … p90", (x + 32, y), text.clone())).map_err(err)?;
     x += 130;
-    area.draw(&PathElement::new(vec![(x + 4, y - 9), (x + 4, y + 9)], ShapeStyle::from(&BLACK).stroke_width(2))).map_err(err)?;
+    area.draw(&PathElement::new(vec![(x + 4, y - 9), (x + 4, y + 9)], ShapeStyle::from(&BLACK).stroke_width(2)))
+        .map_err(err)?;
     area.draw(&Text::new("p50", (x + 14, y), text.clone())).map_err(err)?;
     x += 70;
     area.draw(&Polygon::new(vec![(x + 7, y - 7), (x + 14, y), (x + 7, y + 7), (x, y)], P99.filled())).map_err(err)?;
@@ -281,7 +286,12 @@ mod tests {
                 dns_unanswered: 0,
                 stats: stats.clone(),
             }],
-            hops: vec![HopRow { from: "netns:a eth0 out".into(), to: "netns:b eth0 in".into(), protocol: "tcp".into(), stats }],
+            hops: vec![HopRow {
+                from: "netns:a eth0 out".into(),
+                to: "netns:b eth0 in".into(),
+                protocol: "tcp".into(),
+                stats,
+            }],
             hop_matching: HopMatching::default(),
         };
         let s = svg(&report).unwrap();

@@ -57,7 +57,12 @@ pub struct HopMatching {
 }
 
 impl Report {
-    pub fn build(packets: u64, flows: &FlowTracker, hops: &HopMatcher, hook_label: impl Fn(u32, crate::sinks::Direction) -> String) -> Report {
+    pub fn build(
+        packets: u64,
+        flows: &FlowTracker,
+        hops: &HopMatcher,
+        hook_label: impl Fn(u32, crate::sinks::Direction) -> String,
+    ) -> Report {
         let mut out = Report {
             packets,
             hop_matching: HopMatching {
@@ -108,10 +113,19 @@ impl Report {
         }
         let by_p99 = |a: &Stats, b: &Stats| (b.count > 0).cmp(&(a.count > 0)).then(b.p99_ns.cmp(&a.p99_ns));
         out.flows.sort_by(|a, b| {
-            by_p99(&a.stats, &b.stats)
-                .then_with(|| (&a.client, &a.server, a.server_port, &a.seen_at, a.metric).cmp(&(&b.client, &b.server, b.server_port, &b.seen_at, b.metric)))
+            by_p99(&a.stats, &b.stats).then_with(|| {
+                (&a.client, &a.server, a.server_port, &a.seen_at, a.metric).cmp(&(
+                    &b.client,
+                    &b.server,
+                    b.server_port,
+                    &b.seen_at,
+                    b.metric,
+                ))
+            })
         });
-        out.hops.sort_by(|a, b| by_p99(&a.stats, &b.stats).then_with(|| (&a.from, &a.to, &a.protocol).cmp(&(&b.from, &b.to, &b.protocol))));
+        out.hops.sort_by(|a, b| {
+            by_p99(&a.stats, &b.stats).then_with(|| (&a.from, &a.to, &a.protocol).cmp(&(&b.from, &b.to, &b.protocol)))
+        });
         out
     }
 
@@ -197,7 +211,14 @@ pub fn figures(s: &Stats) -> Vec<String> {
     if s.count == 0 {
         return vec!["0".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into()];
     }
-    vec![s.count.to_string(), format_ns(s.min_ns), format_ns(s.p50_ns), format_ns(s.p90_ns), format_ns(s.p99_ns), format_ns(s.max_ns)]
+    vec![
+        s.count.to_string(),
+        format_ns(s.min_ns),
+        format_ns(s.p50_ns),
+        format_ns(s.p90_ns),
+        format_ns(s.p99_ns),
+        format_ns(s.max_ns),
+    ]
 }
 
 /// The log2 buckets shared by the rows of one table.
@@ -234,11 +255,7 @@ impl Axis {
         (self.lo..=self.hi)
             .map(|i| {
                 let n = s.log2_buckets.iter().find(|b| log2_bucket(b.from_ns) == i).map_or(0, |b| b.count);
-                if n == 0 {
-                    ' '
-                } else {
-                    LEVELS[((n * 8).div_ceil(max) as usize).clamp(1, 8) - 1]
-                }
+                if n == 0 { ' ' } else { LEVELS[((n * 8).div_ceil(max) as usize).clamp(1, 8) - 1] }
             })
             .collect::<String>()
     }
@@ -247,9 +264,8 @@ impl Axis {
 /// Aligned columns; `right` lists the right-aligned ones.
 fn render(out: &mut String, rows: &[Vec<String>], right: &[usize]) {
     let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let width: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|v| v.chars().count()).max().unwrap_or(0))
-        .collect();
+    let width: Vec<usize> =
+        (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|v| v.chars().count()).max().unwrap_or(0)).collect();
     for r in rows {
         let mut line = String::new();
         for (c, v) in r.iter().enumerate() {

@@ -50,7 +50,11 @@ fn in_namespace<T>(msg: T, ns: &str) -> Result<Request<T>, tonic::Status> {
 
 impl Containerd {
     fn api_err(&self, e: tonic::Status) -> RuntimeError {
-        RuntimeError::Api { runtime: RuntimeKind::Containerd, socket: self.socket.clone(), reason: e.message().to_string() }
+        RuntimeError::Api {
+            runtime: RuntimeKind::Containerd,
+            socket: self.socket.clone(),
+            reason: e.message().to_string(),
+        }
     }
 
     async fn list_all(&self) -> Result<Vec<Container>, RuntimeError> {
@@ -69,7 +73,8 @@ impl Containerd {
             let containers =
                 ContainersClient::new(self.channel.clone()).list(req).await.map_err(|e| self.api_err(e))?.into_inner();
             let req = in_namespace(ListTasksRequest::default(), ns).map_err(|e| self.api_err(e))?;
-            let tasks = TasksClient::new(self.channel.clone()).list(req).await.map_err(|e| self.api_err(e))?.into_inner();
+            let tasks =
+                TasksClient::new(self.channel.clone()).list(req).await.map_err(|e| self.api_err(e))?.into_inner();
             for c in containers.containers {
                 // containerd 1.6 leaves container_id empty; the init task has the container id.
                 let task = tasks.tasks.iter().find(|t| t.container_id == c.id || t.id == c.id);

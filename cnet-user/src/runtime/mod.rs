@@ -109,7 +109,9 @@ impl Container {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("{runtime} is not running here: {socket} does not exist or nothing listens on it (start {runtime}, or set {hint})")]
+    #[error(
+        "{runtime} is not running here: {socket} does not exist or nothing listens on it (start {runtime}, or set {hint})"
+    )]
     Absent { runtime: RuntimeKind, socket: String, hint: &'static str },
     #[error("permission denied on {socket}: run cnet as root (or as a member of the socket's group)")]
     Permission { socket: String },

@@ -45,7 +45,9 @@ pub enum SelectError {
     Ambiguous { pattern: String, candidates: Vec<String>, example: String },
     #[error("bad container pattern {0:?}: {1}")]
     BadPattern(String, String),
-    #[error("no container of pod {pod} in {searched} (pods are found by their io.kubernetes.pod.namespace and io.kubernetes.pod.name labels); pass --wait to wait for it")]
+    #[error(
+        "no container of pod {pod} in {searched} (pods are found by their io.kubernetes.pod.namespace and io.kubernetes.pod.name labels); pass --wait to wait for it"
+    )]
     NoPod { pod: String, searched: String },
     #[error("bad pod {0:?}: write it as NAMESPACE/NAME")]
     BadPod(String),
@@ -117,7 +119,8 @@ fn one<'a>(spec: &NameSpec, found: Vec<&'a Container>) -> Result<Vec<&'a Contain
     if found.len() == 1 {
         return Ok(found);
     }
-    let candidates: Vec<String> = found.iter().map(|c| format!("{} (id {})", c.qualified_name(), c.short_id())).collect();
+    let candidates: Vec<String> =
+        found.iter().map(|c| format!("{} (id {})", c.qualified_name(), c.short_id())).collect();
     Err(SelectError::Ambiguous { pattern: spec.text.clone(), candidates, example: found[0].qualified_name() })
 }
 
@@ -171,7 +174,12 @@ impl Selection {
 
     /// Containers selected, without duplicates. With `strict`, a plain name
     /// that matches nothing is an error; an ambiguous one always is.
-    pub fn select<'a>(&self, all: &'a [Container], searched: &str, strict: bool) -> Result<Vec<&'a Container>, SelectError> {
+    pub fn select<'a>(
+        &self,
+        all: &'a [Container],
+        searched: &str,
+        strict: bool,
+    ) -> Result<Vec<&'a Container>, SelectError> {
         let mut out: Vec<&Container> = Vec::new();
         for s in &self.selectors {
             let found = match s {

@@ -14,12 +14,12 @@ use std::fs::File;
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::time::Duration;
 
+use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption, InterfaceTsResolution,
 };
 use pcap_file::pcapng::blocks::interface_statistics::{InterfaceStatisticsBlock, InterfaceStatisticsOption};
 use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
-use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::{DataLink, Endianness};
 
 use super::{Direction, Iface, IfaceStats, Packet, Sink};
@@ -139,7 +139,6 @@ impl<W: Write> PcapngSink<W> {
         )?;
         self.maybe_write_out()
     }
-
 }
 
 /// Writes the buffered blocks `buf` and one EPB whose packet bytes are
@@ -147,7 +146,13 @@ impl<W: Write> PcapngSink<W> {
 /// `writev`, instead of being copied into the buffer first: for 64 KiB GSO
 /// packets the copy costs more than the system call (tcpdump's stdio does
 /// the same for large writes). Returns the bytes written.
-fn write_through<W: Write>(out: &mut W, buf: &mut Vec<u8>, iface_id: u32, pkt: &Packet<'_>, options: &[u8]) -> io::Result<u64> {
+fn write_through<W: Write>(
+    out: &mut W,
+    buf: &mut Vec<u8>,
+    iface_id: u32,
+    pkt: &Packet<'_>,
+    options: &[u8],
+) -> io::Result<u64> {
     const ZEROS: [u8; 3] = [0; 3];
     let data = pkt.data;
     let data_pad = (4 - data.len() % 4) % 4;
@@ -202,7 +207,10 @@ pub fn create_output(path: &std::path::Path, mode: u32) -> io::Result<File> {
             if e.raw_os_error() == Some(libc::ELOOP) {
                 io::Error::new(
                     e.kind(),
-                    format!("refusing to write {}: it is a symbolic link; give the path of a regular file", path.display()),
+                    format!(
+                        "refusing to write {}: it is a symbolic link; give the path of a regular file",
+                        path.display()
+                    ),
                 )
             } else {
                 io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
@@ -429,7 +437,8 @@ impl<W: Write> Sink for PcapngSink<W> {
         if self.epb_options.len() <= id {
             self.epb_options.resize_with(id + 1, Default::default);
         }
-        self.epb_options[id] = [Direction::In, Direction::Out].map(|d| epb_options(d.epb_flags(), iface.comment(d).as_bytes()));
+        self.epb_options[id] =
+            [Direction::In, Direction::Out].map(|d| epb_options(d.epb_flags(), iface.comment(d).as_bytes()));
         self.maybe_write_out()
     }
 
@@ -525,7 +534,12 @@ mod tests {
         // 20001 and 65535 bytes go through `write_through`.
         for (i, len) in [0usize, 1, 3, 4, 61, 96, 20001, 65535].into_iter().enumerate() {
             let data: Vec<u8> = (0..len).map(|b| b as u8).collect();
-            let pkt = Packet { ts_ns: 1_700_000_000_123_456_789 + i as u64, dir: Direction::Out, orig_len: len.max(1500) as u32, data: &data };
+            let pkt = Packet {
+                ts_ns: 1_700_000_000_123_456_789 + i as u64,
+                dir: Direction::Out,
+                orig_len: len.max(1500) as u32,
+                data: &data,
+            };
             sink.packet(&iface, &pkt).unwrap();
         }
         sink.finish(&[IfaceStats::default()]).unwrap();

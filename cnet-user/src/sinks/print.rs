@@ -36,13 +36,7 @@ pub fn line(iface: &Iface, pkt: &Packet<'_>) -> String {
 /// The one format shared by live capture and `cnet read`:
 /// `time label dir summary`; an unknown direction prints as `-`.
 pub fn format_line(ts_ns: u64, label: &str, dir: Option<Direction>, decoded: &Decoded) -> String {
-    format!(
-        "{} {} {:<3} {}",
-        clock_time(ts_ns),
-        label,
-        dir.map_or("-", Direction::as_str),
-        decoded.summary()
-    )
+    format!("{} {} {:<3} {}", clock_time(ts_ns), label, dir.map_or("-", Direction::as_str), decoded.summary())
 }
 
 impl<W: Write> Sink for Printer<W> {

@@ -63,7 +63,6 @@ impl Rotation {
     }
 }
 
-
 struct Part {
     sink: PcapngSink<BlockFile>,
     opened: Instant,
@@ -152,10 +151,10 @@ impl RotatingSink {
             self.kept.push_back(path);
             if let Some(max) = self.rotation.max_files {
                 while self.kept.len() > max as usize {
-                    if let Some(old) = self.kept.pop_front() {
-                        if let Err(e) = std::fs::remove_file(&old) {
-                            log::warn!("cannot remove old capture file {}: {e}", old.display());
-                        }
+                    if let Some(old) = self.kept.pop_front()
+                        && let Err(e) = std::fs::remove_file(&old)
+                    {
+                        log::warn!("cannot remove old capture file {}: {e}", old.display());
                     }
                 }
             }
@@ -240,7 +239,9 @@ mod tests {
                 iface: "eth0".into(),
                 netns_inode: 1,
                 addrs: vec![],
-                comment_fields: vec![], details: String::new() },
+                comment_fields: vec![],
+                details: String::new(),
+            },
         };
         Iface::new(0, ep, 65535)
     }
@@ -260,7 +261,13 @@ mod tests {
     fn size_ring_splits_without_loss() {
         let dir = tmpdir("ring");
         let pattern = dir.join("f").display().to_string();
-        let rot = Rotation { pattern: pattern.clone(), max_bytes: Some(1000), interval: None, max_files: Some(100), mode: 0o600 };
+        let rot = Rotation {
+            pattern: pattern.clone(),
+            max_bytes: Some(1000),
+            interval: None,
+            max_files: Some(100),
+            mode: 0o600,
+        };
         let mut s = RotatingSink::new(rot, "Linux").unwrap();
         let i = iface();
         s.add_interface(&i).unwrap();
@@ -269,7 +276,8 @@ mod tests {
             s.packet(&i, &Packet { ts_ns: n, dir: Direction::In, orig_len: 200, data: &data }).unwrap();
         }
         s.finish(&[IfaceStats::default()]).unwrap();
-        let files: Vec<PathBuf> = (0..100).map(|n| PathBuf::from(format!("{pattern}{n:02}"))).take_while(|p| p.exists()).collect();
+        let files: Vec<PathBuf> =
+            (0..100).map(|n| PathBuf::from(format!("{pattern}{n:02}"))).take_while(|p| p.exists()).collect();
         assert!(files.len() > 3, "{files:?}");
         let total: usize = files.iter().map(|f| count_packets(f)).sum();
         assert_eq!(total, 20);
@@ -280,7 +288,13 @@ mod tests {
     fn keeps_at_most_w_files() {
         let dir = tmpdir("keep");
         let pattern = dir.join("g").display().to_string();
-        let rot = Rotation { pattern: pattern.clone(), max_bytes: Some(500), interval: Some(Duration::from_secs(3600)), max_files: Some(2), mode: 0o600 };
+        let rot = Rotation {
+            pattern: pattern.clone(),
+            max_bytes: Some(500),
+            interval: Some(Duration::from_secs(3600)),
+            max_files: Some(2),
+            mode: 0o600,
+        };
         let mut s = RotatingSink::new(rot, "Linux").unwrap();
         let i = iface();
         s.add_interface(&i).unwrap();
@@ -296,7 +310,13 @@ mod tests {
 
     #[test]
     fn bad_pattern_is_reported() {
-        let rot = Rotation { pattern: "cap-%Q".into(), max_bytes: None, interval: Some(Duration::from_secs(1)), max_files: None, mode: 0o600 };
+        let rot = Rotation {
+            pattern: "cap-%Q".into(),
+            max_bytes: None,
+            interval: Some(Duration::from_secs(1)),
+            max_files: None,
+            mode: 0o600,
+        };
         assert!(rot.validate().unwrap_err().contains("strftime"));
     }
 }
