@@ -1,8 +1,7 @@
 //! `cnet capture`: resolve targets → attach hooks → collect records → sinks.
 
-use std::fs::File;
 use std::io::{self, IsTerminal, Write};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use crate::privileges;
 use crate::resolve::{self, Endpoint, EndpointEvent, Target};
 use crate::runtime::select::Selection;
 use crate::runtime::watch::Watcher;
-use crate::sinks::pcapng::{BlockFile, PcapngSink, create_output};
+use crate::sinks::pcapng::{PcapngSink, create_output, stdout_file};
 use crate::sinks::print::Printer;
 use crate::sinks::rotate::{RotatingSink, Rotation};
 use crate::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
@@ -98,22 +97,19 @@ pub fn open_output<'s>(opts: &CaptureOptions, os: &str) -> Result<Opened<'s>> {
     let (sink, live, watch): (Box<dyn Sink>, bool, Option<RawFd>) = match &opts.output {
         Output::Print => (Box::new(Printer::new(io::BufWriter::new(io::stdout()))), true, pipe_fd(&io::stdout())),
         Output::Stdout => {
-            // A File on a duplicate of fd 1: std's Stdout is line-buffered,
-            // which would split binary output at every 0x0a byte.
-            let fd = io::stdout().as_fd().try_clone_to_owned().context("cannot use standard output")?;
-            (Box::new(PcapngSink::new(File::from(fd), os)?), true, pipe_fd(&io::stdout()))
+            let out = stdout_file().context("cannot use standard output")?;
+            (Box::new(PcapngSink::new(out, os)?), true, pipe_fd(&io::stdout()))
         }
         Output::File(path) => {
-            let file = create_output(path, opts.file_mode)?;
+            let w = create_output(path, opts.file_mode)?;
             // A fifo (Wireshark's extcap pipe, or `mkfifo`) opens once a
             // reader is there, and is then treated like stdout.
-            let fd = pipe_fd(&file);
-            let live = !file.metadata().map(|m| m.file_type().is_file()).unwrap_or(false);
+            let fd = pipe_fd(w.file());
+            let live = !w.file().metadata().map(|m| m.file_type().is_file()).unwrap_or(false);
             if let Some(user) = &opts.drop_to {
-                privileges::chown_to(&file, user)
+                privileges::chown_to(w.file(), user)
                     .with_context(|| format!("cannot hand {} to {}", path.display(), user.name))?;
             }
-            let w = BlockFile::new(file).with_context(|| format!("cannot write {}", path.display()))?;
             (Box::new(PcapngSink::new(w, os).with_context(|| format!("cannot write {}", path.display()))?), live, fd)
         }
         Output::Rotate(r) => {

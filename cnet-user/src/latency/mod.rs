@@ -18,13 +18,12 @@ pub mod stats;
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
 use crate::capture::{self, CaptureOptions, Output};
-use crate::sinks::pcapng::{BlockFile, PcapngSink, create_output, datalink};
+use crate::sinks::pcapng::{PcapngSink, create_output, datalink, stdout_file};
 use crate::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
 use flows::{FlowTracker, Vantage};
 use hops::HopMatcher;
@@ -110,14 +109,11 @@ impl LatencySink<'_> {
         let pcap = match output {
             Output::Print => None,
             Output::Stdout => {
-                let fd = io::stdout().as_fd().try_clone_to_owned().context("cannot use standard output")?;
-                let w: Box<dyn Write> = Box::new(File::from(fd));
+                let w: Box<dyn Write> = Box::new(stdout_file().context("cannot use standard output")?);
                 Some(PcapngSink::new(w, os)?)
             }
             Output::File(path) => {
-                let f = create_output(path, file_mode)?;
-                let w: Box<dyn Write> =
-                    Box::new(BlockFile::new(f).with_context(|| format!("cannot write {}", path.display()))?);
+                let w: Box<dyn Write> = Box::new(create_output(path, file_mode)?);
                 Some(PcapngSink::new(w, os).with_context(|| format!("cannot write {}", path.display()))?)
             }
             Output::Rotate(_) => bail!("cnet latency writes one file: -C, -G and -W are for cnet capture"),

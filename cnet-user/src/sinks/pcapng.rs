@@ -193,8 +193,8 @@ fn write_all_vectored<W: Write>(out: &mut W, mut bufs: &mut [IoSlice<'_>]) -> io
 
 /// Opens an output file: never through a symbolic link (cnet runs as root
 /// and must not be tricked into overwriting another file), created or
-/// truncated with `mode` permissions.
-pub fn create_output(path: &std::path::Path, mode: u32) -> io::Result<File> {
+/// truncated with `mode` permissions, behind a [`BlockFile`].
+pub fn create_output(path: &std::path::Path, mode: u32) -> io::Result<BlockFile> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -220,7 +220,14 @@ pub fn create_output(path: &std::path::Path, mode: u32) -> io::Result<File> {
         // An existing file keeps its old permissions on open: set ours.
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
-    Ok(file)
+    BlockFile::new(file)
+}
+
+/// Standard output as a `File` on a duplicate of fd 1: std's `Stdout` is
+/// line-buffered, which would split binary output at every 0x0a byte.
+pub fn stdout_file() -> io::Result<File> {
+    use std::os::fd::AsFd;
+    Ok(File::from(io::stdout().as_fd().try_clone_to_owned()?))
 }
 
 /// A file that only ever ends with whole blocks: when a write fails part way
@@ -234,6 +241,10 @@ impl BlockFile {
     pub fn new(file: File) -> io::Result<BlockFile> {
         let len = file.metadata()?.len();
         Ok(BlockFile { file, len })
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
     }
 
     /// Undoes a partial write: back to the length after the last whole one.

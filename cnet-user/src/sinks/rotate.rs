@@ -133,8 +133,7 @@ impl RotatingSink {
     fn open_next(&mut self) -> io::Result<()> {
         let name = self.next_name();
         let path = PathBuf::from(&name);
-        let f = create_output(&path, self.rotation.mode)?;
-        let mut sink = PcapngSink::new(BlockFile::new(f)?, &self.os)?;
+        let mut sink = PcapngSink::new(create_output(&path, self.rotation.mode)?, &self.os)?;
         for iface in &self.ifaces {
             sink.add_interface(iface)?;
         }
