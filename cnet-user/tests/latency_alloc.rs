@@ -1,30 +1,15 @@
 //! Once warm (histograms created, tables sized), the latency sink's
 //! per-packet path (parse, flow tracking, hop matching) allocates nothing.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+mod common;
 
 use cnet::capture::Output;
 use cnet::latency::LatencySink;
 use cnet::resolve::{Endpoint, Label};
 use cnet::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
 
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::Counting = common::Counting;
 
 fn iface(id: u32, owner: &str, addr: &str) -> Iface {
     Iface::new(
@@ -95,9 +80,7 @@ fn warm_latency_path_allocates_nothing_per_packet() {
     // Warm-up: long enough for the hop window to expire entries and the
     // periodic sweep to run.
     run(&mut sink, 20_000, 0);
-    let before = ALLOCS.load(Ordering::Relaxed);
-    run(&mut sink, 20_000, 20_000);
-    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    let allocs = common::allocations_during(|| run(&mut sink, 20_000, 20_000));
     assert_eq!(allocs, 0, "allocations for 80000 packets on the warm latency path");
 
     sink.finish(&[IfaceStats::default(), IfaceStats::default()]).unwrap();

@@ -1,9 +1,9 @@
 //! The per-packet path (parse a ring-buffer record, convert its timestamp,
 //! encode a pcapng EPB into a buffered writer) allocates nothing.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod common;
+
 use std::io::{self, BufWriter, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use cnet::collect::{Clock, parse_record};
 use cnet::resolve::{Endpoint, Label};
@@ -11,30 +11,8 @@ use cnet::sinks::pcapng::PcapngSink;
 use cnet::sinks::{Direction, Iface, Packet, Sink};
 use cnet_common::{HEADER_LEN, PacketHeader};
 
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    // Only the test's own thread is counted: the test harness allocates on
-    // its main thread whenever it likes (seen on a loaded machine).
-    static COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-// SAFETY: forwards to the system allocator, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTED.with(|c| c.get()) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::Counting = common::Counting;
 
 struct Discard;
 impl Write for Discard {
@@ -86,20 +64,20 @@ fn hot_path_allocates_nothing_per_packet() {
         unsafe { std::ptr::write_unaligned(v.as_mut_ptr().cast(), h) };
         recs.push(v);
     }
-    COUNTED.with(|c| c.set(true));
-    let before = ALLOCS.load(Ordering::Relaxed);
-    for _ in 0..2000 {
-        for rec in &recs {
-            let r = parse_record(rec).unwrap();
-            let pkt = Packet {
-                ts_ns: clock.wall_ns(r.header.ts_ns),
-                dir: Direction::In,
-                orig_len: r.header.orig_len,
-                data: r.data,
-            };
-            sink.packet(&iface, &pkt).unwrap();
+    let allocs = common::allocations_during(|| {
+        for _ in 0..2000 {
+            for rec in &recs {
+                let r = parse_record(rec).unwrap();
+                let pkt = Packet {
+                    ts_ns: clock.wall_ns(r.header.ts_ns),
+                    dir: Direction::In,
+                    orig_len: r.header.orig_len,
+                    data: r.data,
+                };
+                sink.packet(&iface, &pkt).unwrap();
+            }
         }
-    }
-    sink.flush().unwrap();
-    assert_eq!(ALLOCS.load(Ordering::Relaxed) - before, 0, "allocations on the per-packet path");
+        sink.flush().unwrap();
+    });
+    assert_eq!(allocs, 0, "allocations on the per-packet path");
 }
