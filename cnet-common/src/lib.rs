@@ -68,8 +68,8 @@ pub const SIZE_CLASSES: [u32; 10] = [128, 256, 512, 1024, 2048, 4096, 8192, 1638
 /// Largest snap length the kernel side can copy.
 pub const MAX_SNAPLEN: u32 = 65535;
 
-/// Per-interface, per-hook counters, kept in a per-CPU hash map keyed by
-/// [`CounterKey`]. Userspace sums the CPUs.
+/// Per-interface, per-hook counters, kept in a per-CPU array at
+/// [`counter_index`]. Userspace sums the CPUs.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -95,15 +95,23 @@ impl Counters {
     }
 }
 
-/// Key of the counters map. Only interfaces whose key userspace has inserted
-/// are captured: a program attached to an interface cnet no longer wants
-/// costs one map lookup and copies nothing.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct CounterKey {
-    pub ifindex: u32,
-    /// [`Hook`] as u32.
-    pub hook: u32,
+/// Captured interfaces are numbered by userspace with a *slot* (1..
+/// [`MAX_SLOTS`]); slot 0 means "not captured". The hooks find a packet's
+/// slot by ifindex in an array ([`IFINDEX_TABLE`] entries, with a hash map
+/// for larger ifindexes) and its counters at [`counter_index`] in a per-CPU
+/// array. The kernel inlines lookups in both arrays into a few instructions,
+/// where a per-CPU hash map lookup costs a helper call and a hash per
+/// packet: on a packet that a filter then rejects, that lookup was most of
+/// what capturing cost.
+pub const MAX_SLOTS: u32 = 4096;
+
+/// Entries of the ifindex-to-slot array; interfaces with a larger ifindex
+/// are found in the hash map [`names::SLOTS_HIGH`].
+pub const IFINDEX_TABLE: u32 = 1 << 16;
+
+/// Index of the counters of `slot` on `hook` in the counters array.
+pub const fn counter_index(slot: u32, hook: Hook) -> u32 {
+    slot * 2 + hook as u32
 }
 
 /// Global settings written by userspace before attaching, read by the hooks.
@@ -146,6 +154,10 @@ pub mod prog_index {
 pub mod names {
     pub const RING: &str = "CNET_RING";
     pub const COUNTERS: &str = "CNET_COUNTERS";
+    /// ifindex -> slot for ifindexes below [`super::IFINDEX_TABLE`].
+    pub const SLOTS: &str = "CNET_SLOTS";
+    /// ifindex -> slot for the others.
+    pub const SLOTS_HIGH: &str = "CNET_SLOTS_HIGH";
     pub const CONFIG: &str = "CNET_CONFIG";
     pub const PROG_INGRESS: &str = "cnet_ingress";
     pub const PROG_EGRESS: &str = "cnet_egress";
@@ -161,7 +173,6 @@ mod pod {
     // could leak uninitialised bytes into maps (explicit `_pad` fields).
     unsafe impl aya::Pod for super::PacketHeader {}
     unsafe impl aya::Pod for super::Counters {}
-    unsafe impl aya::Pod for super::CounterKey {}
     unsafe impl aya::Pod for super::Config {}
 }
 
@@ -181,5 +192,10 @@ mod tests {
             assert!(c.is_power_of_two());
         }
         assert!(SIZE_CLASSES[SIZE_CLASSES.len() - 1] > MAX_SNAPLEN);
+    }
+
+    #[test]
+    fn counter_indexes_of_all_slots_fit_the_array() {
+        assert_eq!(counter_index(MAX_SLOTS - 1, Hook::Egress), 2 * MAX_SLOTS - 1);
     }
 }

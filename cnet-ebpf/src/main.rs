@@ -18,24 +18,33 @@ use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC},
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map},
-    maps::{Array, PerCpuHashMap, ProgramArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, ProgramArray, RingBuf},
     programs::TcContext,
 };
 use aya_log_ebpf::warn;
-use cnet_common::{Config, CounterKey, Counters, Hook, MAX_SNAPLEN, PacketHeader, prog_index};
+use cnet_common::{
+    Config, Counters, Hook, IFINDEX_TABLE, MAX_SLOTS, MAX_SNAPLEN, PacketHeader, counter_index, prog_index,
+};
 
 /// Packet records. The size set here is a default: userspace sets the real
 /// size (`-B`) when it loads the object.
 #[map(name = "CNET_RING")]
 static CNET_RING: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
-/// Per-interface counters; also the set of captured interfaces (a packet on
-/// an interface without a key is ignored). Not preallocated: only userspace
-/// adds keys, a few per capture, and preallocating 4096 per-CPU entries
-/// costs every cnet start more CPU time than the whole capture of a quiet
-/// interface.
+/// ifindex -> slot of the captured interfaces (0: not captured); also the
+/// set of captured interfaces, so a program still attached to an interface
+/// cnet no longer wants copies nothing. See `cnet_common::MAX_SLOTS`.
+#[map(name = "CNET_SLOTS")]
+static CNET_SLOTS: Array<u32> = Array::with_max_entries(IFINDEX_TABLE, 0);
+
+/// The same for ifindexes of `IFINDEX_TABLE` and above (a long-lived host
+/// that has created many interfaces).
+#[map(name = "CNET_SLOTS_HIGH")]
+static CNET_SLOTS_HIGH: HashMap<u32, u32> = HashMap::with_max_entries(MAX_SLOTS, BPF_F_NO_PREALLOC);
+
+/// Counters per slot and hook, at `counter_index(slot, hook)`.
 #[map(name = "CNET_COUNTERS")]
-static CNET_COUNTERS: PerCpuHashMap<CounterKey, Counters> = PerCpuHashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+static CNET_COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(2 * MAX_SLOTS, 0);
 
 #[map(name = "CNET_CONFIG")]
 static CNET_CONFIG: Array<Config> = Array::with_max_entries(1, 0);
@@ -87,8 +96,16 @@ struct Record<const N: usize> {
 fn counters_of(ctx: &TcContext, hook: Hook) -> Option<&'static mut Counters> {
     // SAFETY: `skb` is the context pointer the kernel passed to this program.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let key = CounterKey { ifindex, hook: hook as u32 };
-    let counters = CNET_COUNTERS.get_ptr_mut(&key)?;
+    let slot = if ifindex < IFINDEX_TABLE {
+        *CNET_SLOTS.get(ifindex)?
+    } else {
+        // SAFETY: read-only copy of a u32 value.
+        unsafe { *CNET_SLOTS_HIGH.get(&ifindex)? }
+    };
+    if slot == 0 {
+        return None;
+    }
+    let counters = CNET_COUNTERS.get_ptr_mut(counter_index(slot, hook))?;
     // SAFETY: per-CPU value; this program runs with preemption disabled, so
     // nobody else touches this CPU's copy while we hold it.
     Some(unsafe { &mut *counters })

@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
-use aya::maps::{Array, Map, MapData, PerCpuHashMap, PerCpuValues};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::SchedClassifier;
 use aya::programs::links::LinkOrder;
 use aya::programs::tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions, TcAttachType, TcHandle};
 use aya::{Ebpf, EbpfLoader};
-use cnet_common::{Config, CounterKey, Counters, Hook, MAX_SNAPLEN, names, prog_index};
+use cnet_common::{Config, Counters, Hook, IFINDEX_TABLE, MAX_SLOTS, MAX_SNAPLEN, counter_index, names, prog_index};
 
 use crate::collect::RingReader;
 use crate::filter::{self, Filter};
@@ -106,6 +106,10 @@ pub struct Capture {
     ebpf: Ebpf,
     tcx: bool,
     hooked: HashMap<u32, Hooked>,
+    /// ifindex -> counter slot of every interface attached so far. Slots are
+    /// not reused within a capture: the final statistics are read after
+    /// detaching.
+    slots: HashMap<u32, u32>,
     nr_cpus: usize,
     run_as: Option<(u32, u32)>,
     /// The loaded filter programs (one per hook); the program array holds
@@ -163,7 +167,15 @@ impl Capture {
             }
         };
         let nr_cpus = aya::util::nr_cpus().map_err(|(what, e)| AttachError::Map(format!("{what}: {e}")))?;
-        Ok(Capture { ebpf, tcx, hooked: HashMap::new(), nr_cpus, run_as: opts.run_as, _filters: filters })
+        Ok(Capture {
+            ebpf,
+            tcx,
+            hooked: HashMap::new(),
+            slots: HashMap::new(),
+            nr_cpus,
+            run_as: opts.run_as,
+            _filters: filters,
+        })
     }
 
     /// `tcx` or `clsact`.
@@ -190,9 +202,42 @@ impl Capture {
         PerCpuValues::try_from(vec![Counters::default(); self.nr_cpus]).map_err(|e| AttachError::Map(e.to_string()))
     }
 
-    fn counters_map(&mut self) -> Result<PerCpuHashMap<&mut MapData, CounterKey, Counters>, AttachError> {
-        PerCpuHashMap::try_from(self.ebpf.map_mut(names::COUNTERS).expect("counters map"))
+    fn counters_map(&mut self) -> Result<PerCpuArray<&mut MapData, Counters>, AttachError> {
+        PerCpuArray::try_from(self.ebpf.map_mut(names::COUNTERS).expect("counters map"))
             .map_err(|e| AttachError::Map(error_chain(&e)))
+    }
+
+    /// Gives `ifindex` a slot with zeroed counters and publishes it to the
+    /// hooks, which ignore interfaces without one. Keeps the slot (and the
+    /// counters) of an interface attached before.
+    fn enable(&mut self, ifindex: u32) -> Result<(), AttachError> {
+        if self.slots.contains_key(&ifindex) {
+            return Ok(());
+        }
+        let slot = self.slots.len() as u32 + 1;
+        if slot >= MAX_SLOTS {
+            return Err(AttachError::Map(format!(
+                "one capture can hook at most {} interfaces; start another cnet for more",
+                MAX_SLOTS - 1
+            )));
+        }
+        let zeros = [self.zero_counters()?, self.zero_counters()?];
+        let mut counters = self.counters_map()?;
+        for (hook, zero) in Hook::ALL.into_iter().zip(zeros) {
+            counters.set(counter_index(slot, hook), zero, 0).map_err(|e| AttachError::Map(error_chain(&e)))?;
+        }
+        let map_err = |e: aya::maps::MapError| AttachError::Map(error_chain(&e));
+        if ifindex < IFINDEX_TABLE {
+            let mut table: Array<_, u32> =
+                Array::try_from(self.ebpf.map_mut(names::SLOTS).expect("slots map")).map_err(map_err)?;
+            table.set(ifindex, slot, 0).map_err(map_err)?;
+        } else {
+            let mut table: BpfHashMap<_, u32, u32> =
+                BpfHashMap::try_from(self.ebpf.map_mut(names::SLOTS_HIGH).expect("slots map")).map_err(map_err)?;
+            table.insert(ifindex, slot, 0).map_err(map_err)?;
+        }
+        self.slots.insert(ifindex, slot);
+        Ok(())
     }
 
     /// Hooks both directions of `ep`. Idempotent per interface.
@@ -200,17 +245,9 @@ impl Capture {
         if self.hooked.contains_key(&ep.ifindex) {
             return Ok(());
         }
-        // Enable the interface in the counters map first: the programs ignore
-        // interfaces without a key, so no packet is counted half-attached.
-        {
-            let zeros = [self.zero_counters()?, self.zero_counters()?];
-            let mut counters = self.counters_map()?;
-            for (hook, zero) in Hook::ALL.into_iter().zip(zeros) {
-                counters
-                    .insert(CounterKey { ifindex: ep.ifindex, hook: hook as u32 }, zero, 0)
-                    .map_err(|e| AttachError::Map(error_chain(&e)))?;
-            }
-        }
+        // Give the interface its slot first: the programs ignore interfaces
+        // without one, so no packet is counted half-attached.
+        self.enable(ep.ifindex)?;
         let mut hooked = Hooked { ifname: ep.ifname.clone(), links: Vec::new() };
         let result = self.attach_hooks(ep, &mut hooked);
         // Record what did get attached even on error, so Drop detaches it.
@@ -299,22 +336,24 @@ impl Capture {
         {
             marker.remove();
         }
-        // The counter keys stay: the final statistics are read after detaching.
+        // The slot stays: the final statistics are read after detaching.
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Counters of every hooked interface, summed over CPUs.
+    /// Counters of every interface hooked so far, summed over CPUs.
     pub fn counters(&mut self) -> Result<HashMap<(u32, Hook), Counters>, AttachError> {
+        let slots: Vec<(u32, u32)> = self.slots.iter().map(|(i, s)| (*i, *s)).collect();
         let map = self.counters_map()?;
         let mut out = HashMap::new();
-        for item in map.iter() {
-            let (key, values) = item.map_err(|e| AttachError::Map(error_chain(&e)))?;
-            let Some(hook) = Hook::from_u8(key.hook as u8) else { continue };
-            let mut sum = Counters::default();
-            for v in values.iter() {
-                sum.add(v);
+        for (ifindex, slot) in slots {
+            for hook in Hook::ALL {
+                let values = map.get(&counter_index(slot, hook), 0).map_err(|e| AttachError::Map(error_chain(&e)))?;
+                let mut sum = Counters::default();
+                for v in values.iter() {
+                    sum.add(v);
+                }
+                out.insert((ifindex, hook), sum);
             }
-            out.insert((key.ifindex, hook), sum);
         }
         Ok(out)
     }

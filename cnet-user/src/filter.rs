@@ -11,9 +11,11 @@
 //! Register use of the generated program: r6 = skb context (callee-saved, so
 //! it survives helper calls), r7 = cBPF accumulator A, r8 = index register X,
 //! scratch memory M[0..16] in 32-bit stack slots, and an 8-byte stack slot
-//! for packet loads. Packet loads go through `bpf_skb_load_bytes` (the
-//! packet may be non-linear) and are converted from network byte order; a
-//! load past the end of the packet rejects the packet, as in cBPF.
+//! for packet loads, r9 = start of the packet's linear data. Packet loads
+//! read the linear data directly and fall back to `bpf_skb_load_bytes` for
+//! bytes beyond it (the packet may be non-linear); values are converted from
+//! network byte order, and a load past the end of the packet rejects the
+//! packet, as in cBPF.
 
 use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
 use std::io;
@@ -253,9 +255,19 @@ const R1: u8 = 1;
 const R2: u8 = 2;
 const R3: u8 = 3;
 const R4: u8 = 4;
+const R5: u8 = 5;
 const CTX: u8 = 6;
 const REG_A: u8 = 7;
 const REG_X: u8 = 8;
+/// Start of the packet's linear data (`__sk_buff.data`), loaded once.
+const DATA: u8 = 9;
+/// Offsets of `data` and `data_end` in `struct __sk_buff`.
+const SKB_DATA: i16 = 76;
+const SKB_DATA_END: i16 = 80;
+/// Largest packet offset read directly; beyond it, loads use the helper.
+/// The verifier trusts a bounds check only while offset + size stays within
+/// 0xffff (MAX_PACKET_OFF).
+const MAX_DIRECT_OFFSET: u32 = 0xff00;
 const FP: u8 = 10;
 /// Stack slot that packet loads land in.
 const LOAD_SLOT: i16 = -8;
@@ -291,14 +303,54 @@ impl Emitter {
         self.fixups.push((self.out.len(), to));
         self.out.push(i);
     }
-    /// `bpf_skb_load_bytes(ctx, r2, fp-8, size)`, reject the packet if it is
-    /// too short, else the big-endian value into `dst`.
-    fn packet_load(&mut self, size: u16, dst: u8) {
+    /// Loads `size` bytes at the packet offset in r2 (a zero-extended u32)
+    /// into `dst` as a big-endian value; a load past the end of the packet
+    /// rejects it. `constant` is the offset when it is known here.
+    ///
+    /// The whole packet is visible, whatever the snap length: the same as
+    /// tcpdump's filter in the kernel, so `-s 96 'tcp[100:4] = …'` selects
+    /// on payload bytes it does not store.
+    ///
+    /// The fast path reads the packet's linear data directly (a bounds check
+    /// against `data_end` and one load); only when the bytes are not in the
+    /// linear part, or the offset is beyond what the verifier can bound,
+    /// does it fall back to `bpf_skb_load_bytes(ctx, r2, fp-8, size)`, which
+    /// also reads paged data. The helper call was most of what a filter that
+    /// rejects a packet cost.
+    fn packet_load(&mut self, size: u16, dst: u8, constant: Option<u32>) {
         let (bytes, esize) = match size {
             c::W => (4, e::W),
             c::H => (2, e::H),
             _ => (1, e::B),
         };
+        // Instructions of the slow path below, to jump over it.
+        const SLOW_LEN: i16 = 7;
+        let direct = constant.is_none_or(|k| k <= MAX_DIRECT_OFFSET);
+        if direct {
+            let mut fast = Vec::with_capacity(8);
+            if constant.is_none() {
+                // The verifier allows packet-pointer arithmetic only with an
+                // offset it can bound.
+                fast.push(insn(e::JMP | e::JGT | e::K, R2, 0, 0, MAX_DIRECT_OFFSET as i32));
+            }
+            fast.push(insn(e::ALU64 | e::MOV | e::X, R3, DATA, 0, 0));
+            fast.push(insn(e::ALU64 | e::ADD | e::X, R3, R2, 0, 0));
+            fast.push(insn(e::ALU64 | e::MOV | e::X, R4, R3, 0, 0));
+            fast.push(insn(e::ALU64 | e::ADD | e::K, R4, 0, 0, bytes));
+            fast.push(insn(e::LDX | e::MEM | e::W, R5, CTX, SKB_DATA_END, 0));
+            fast.push(insn(e::JMP | e::JGT | e::X, R4, R5, 0, 0));
+            fast.push(insn(e::LDX | e::MEM | esize, dst, R3, 0, 0));
+            fast.push(insn(e::JMP | e::JA, 0, 0, SLOW_LEN, 0));
+            // Both failed checks jump to the first slow-path instruction.
+            let n = fast.len();
+            for (at, i) in fast.iter_mut().enumerate() {
+                if i.code == e::JMP | e::JGT | e::K || i.code == e::JMP | e::JGT | e::X {
+                    i.off = (n - at - 1) as i16;
+                }
+            }
+            self.out.extend(fast);
+        }
+        let slow_start = self.out.len();
         self.push(insn(e::ALU64 | e::MOV | e::X, R1, CTX, 0, 0));
         self.push(insn(e::ALU64 | e::MOV | e::X, R3, FP, 0, 0));
         self.push(insn(e::ALU64 | e::ADD | e::K, R3, 0, 0, LOAD_SLOT as i32));
@@ -306,6 +358,7 @@ impl Emitter {
         self.push(insn(e::JMP | e::CALL, 0, 0, 0, e::FN_SKB_LOAD_BYTES));
         self.jump(insn(e::JMP | e::JNE | e::K, R0, 0, 0, 0), Label::NoMatch);
         self.push(insn(e::LDX | e::MEM | esize, dst, FP, LOAD_SLOT, 0));
+        debug_assert_eq!(self.out.len() - slow_start, SLOW_LEN as usize);
         if bytes > 1 {
             self.push(insn(e::ALU | e::END | e::TO_BE, dst, 0, 0, bytes * 8));
         }
@@ -325,6 +378,7 @@ fn translate(prog: &[CbpfInsn]) -> Result<(Vec<EbpfInsn>, usize, usize), (usize,
     // Prologue: cBPF starts with A = X = 0; scratch words that are read
     // are zeroed so the verifier sees them initialised.
     em.push(insn(e::ALU64 | e::MOV | e::X, CTX, R1, 0, 0));
+    em.push(insn(e::LDX | e::MEM | e::W, DATA, CTX, SKB_DATA, 0));
     em.push(insn(e::ALU | e::MOV | e::K, REG_A, 0, 0, 0));
     em.push(insn(e::ALU | e::MOV | e::K, REG_X, 0, 0, 0));
     let mut zeroed = [false; c::MEMWORDS as usize];
@@ -372,14 +426,14 @@ fn translate(prog: &[CbpfInsn]) -> Result<(Vec<EbpfInsn>, usize, usize), (usize,
                             );
                         }
                         em.push(insn(e::ALU | e::MOV | e::K, R2, 0, 0, i.k as i32));
-                        em.packet_load(size, REG_A);
+                        em.packet_load(size, REG_A, Some(i.k));
                     }
                     (c::LD, c::IND) if size != 0x18 => {
                         // The offset wraps in 32 bits as in cBPF; a wrapped
                         // (huge) offset fails the load and rejects the packet.
                         em.push(insn(e::ALU | e::MOV | e::X, R2, REG_X, 0, 0));
                         em.push(insn(e::ALU | e::ADD | e::K, R2, 0, 0, i.k as i32));
-                        em.packet_load(size, REG_A);
+                        em.packet_load(size, REG_A, None);
                     }
                     (c::LDX, c::MSH) if size == c::B => {
                         if i.k >= 0x8000_0000 {
@@ -388,7 +442,7 @@ fn translate(prog: &[CbpfInsn]) -> Result<(Vec<EbpfInsn>, usize, usize), (usize,
                             );
                         }
                         em.push(insn(e::ALU | e::MOV | e::K, R2, 0, 0, i.k as i32));
-                        em.packet_load(c::B, REG_X);
+                        em.packet_load(c::B, REG_X, Some(i.k));
                         em.push(insn(e::ALU | e::AND | e::K, REG_X, 0, 0, 0x0f));
                         em.push(insn(e::ALU | e::LSH | e::K, REG_X, 0, 0, 2));
                     }

@@ -220,6 +220,16 @@ fn expressions(lab: &Lab, mac_a: [u8; 6]) -> Vec<String> {
         "ip6[7] == 64 and not icmp6".into(),
         "tcp port 80 or icmp6 or arp".into(),
         "ip and (ip[6:2] & 0x1fff) = 0 and udp[4:2] > 100".into(),
+        // TCP payload bytes: on a veth they lie in the packet's pages, not
+        // in its linear data, so these take the translated filter's helper
+        // path rather than its direct loads.
+        "tcp and tcp[((tcp[12] & 0xf0) >> 2) + 100] & 1 = 1".into(),
+        "tcp and tcp[((tcp[12] & 0xf0) >> 2) + 100] & 1 = 0".into(),
+        // Not here: loads beyond the snap length. tcpdump's kernel filter
+        // sees the whole packet, as cnet's does, but libpcap filters the
+        // packets of the ring block that was filling when the filter was
+        // set once more in userspace, on their first snaplen bytes only, so
+        // a live tcpdump keeps some of those packets and not others.
     ]
 }
 
