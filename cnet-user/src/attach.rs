@@ -110,6 +110,10 @@ pub struct Capture {
     /// not reused within a capture: the final statistics are read after
     /// detaching.
     slots: HashMap<u32, u32>,
+    /// `CNET_HOOK_ONLY=1`: attach the programs but give no interface a
+    /// slot, so every hook returns at once. `cargo xtask bench` uses it to
+    /// measure what an attached tc program costs before it does any work.
+    hook_only: bool,
     nr_cpus: usize,
     run_as: Option<(u32, u32)>,
     /// The loaded filter programs (one per hook); the program array holds
@@ -172,6 +176,7 @@ impl Capture {
             tcx,
             hooked: HashMap::new(),
             slots: HashMap::new(),
+            hook_only: std::env::var_os("CNET_HOOK_ONLY").is_some_and(|v| v == "1"),
             nr_cpus,
             run_as: opts.run_as,
             _filters: filters,
@@ -211,7 +216,7 @@ impl Capture {
     /// hooks, which ignore interfaces without one. Keeps the slot (and the
     /// counters) of an interface attached before.
     fn enable(&mut self, ifindex: u32) -> Result<(), AttachError> {
-        if self.slots.contains_key(&ifindex) {
+        if self.slots.contains_key(&ifindex) || self.hook_only {
             return Ok(());
         }
         let slot = self.slots.len() as u32 + 1;

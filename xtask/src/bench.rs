@@ -67,6 +67,9 @@ enum Mode {
     Snap96File,
     /// A filter expression that matches none of the load's packets.
     FilterNothing,
+    /// cnet with `CNET_HOOK_ONLY`: its programs attached but returning at
+    /// once; the floor of what any tc program costs on this machine.
+    HookOnly,
     /// `cnet latency`'s default snap length, report only.
     LatencyReport,
 }
@@ -82,6 +85,7 @@ impl Mode {
             Mode::FullNull => "full→/dev/null",
             Mode::Snap96File => "-s 96→file",
             Mode::FilterNothing => "filter matching nothing",
+            Mode::HookOnly => "tc hook alone",
             Mode::LatencyReport => "-s 128→report",
         }
     }
@@ -103,6 +107,10 @@ struct Run {
     peak_rss_kib: u64,
     bytes_written: u64,
     seconds: f64,
+    /// Throughput without capture at the time of this run: interpolated
+    /// between the no-capture runs before and after it, so that the
+    /// machine's drift during a bench does not count as capture cost.
+    baseline: f64,
 }
 
 pub struct Options {
@@ -151,7 +159,9 @@ pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
         if load == Load::Udp64 {
             variants.push((Tool::Tcpdump, Mode::FilterNothing));
             variants.push((Tool::Cnet, Mode::FilterNothing));
+            variants.push((Tool::Cnet, Mode::HookOnly));
         }
+        let first = runs.len();
         for round in 0..rounds {
             for &(tool, mode) in &variants {
                 let r = one_run(cnet, &lab, &veth, &tmp, load, tool, mode, round, secs)
@@ -170,6 +180,9 @@ pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
                 runs.push(r);
             }
         }
+        // A closing no-capture run, so every run has one after it too.
+        runs.push(one_run(cnet, &lab, &veth, &tmp, load, Tool::None, Mode::FullFile, rounds, secs)?);
+        set_baselines(&mut runs[first..]);
     }
     drop(server);
     let report = report(&runs, &loads, disk_mb_s, secs, rounds);
@@ -378,6 +391,7 @@ fn one_run(
         ),
         Tool::Cnet => Some(
             Command::new(cnet)
+                .env("CNET_HOOK_ONLY", if mode == Mode::HookOnly { "1" } else { "0" })
                 .args(["capture", "-q", "-i", veth, "-s", snap, "-B", "32768", "-w"])
                 .arg(&out)
                 .args(filter)
@@ -446,6 +460,23 @@ fn one_run(
         }
     }
     Ok(run)
+}
+
+/// Sets each run's `baseline`: the no-capture throughput interpolated
+/// between the nearest no-capture runs before and after it (`runs` are one
+/// load's runs in the order they ran).
+fn set_baselines(runs: &mut [Run]) {
+    let nones: Vec<(usize, f64)> =
+        runs.iter().enumerate().filter(|(_, r)| r.tool == "none").map(|(i, r)| (i, r.throughput)).collect();
+    for (i, r) in runs.iter_mut().enumerate() {
+        let before = nones.iter().rev().find(|(j, _)| *j <= i);
+        let after = nones.iter().find(|(j, _)| *j >= i);
+        r.baseline = match (before, after) {
+            (Some(&(a, ta)), Some(&(b, tb))) if b > a => ta + (tb - ta) * (i - a) as f64 / (b - a) as f64,
+            (Some(&(_, t)), _) | (_, Some(&(_, t))) => t,
+            _ => f64::NAN,
+        };
+    }
 }
 
 /// Runs one load for `secs` seconds; returns its throughput in the load's unit.
@@ -596,10 +627,13 @@ fn report(runs: &[Run], loads: &[Load], disk_mb_s: f64, secs: u64, rounds: usize
             let mcpu = med(rs, &|r| if r.crossed == 0 { f64::NAN } else { r.machine_cpu_s * 1e6 / r.crossed as f64 });
             let rss = med(rs, &|r| r.peak_rss_kib as f64 / 1024.0);
             let wr = med(rs, &|r| r.bytes_written as f64 / r.seconds / 1e6);
-            Some((tp, compl, drops, cpu, mcpu, rss, wr, if base > 0.0 { 1.0 - tp / base } else { f64::NAN }))
+            let cost = med(rs, &|r| if r.baseline > 0.0 { 1.0 - r.throughput / r.baseline } else { f64::NAN });
+            Some((tp, compl, drops, cpu, mcpu, rss, wr, cost))
         };
         s.push_str(&format!("| {} | none | - | {base:.2} {} | | | | | | | |\n", load.name(), load.unit()));
-        for mode in [Mode::FullFile, Mode::FullNull, Mode::Snap96File, Mode::FilterNothing, Mode::LatencyReport] {
+        for mode in
+            [Mode::FullFile, Mode::FullNull, Mode::Snap96File, Mode::FilterNothing, Mode::HookOnly, Mode::LatencyReport]
+        {
             let mut pair = Vec::new();
             for tool in ["tcpdump", "cnet", "cnet-latency"] {
                 if let Some((tp, compl, drops, cpu, mcpu, rss, wr, cost)) = row(tool, mode.name()) {
@@ -630,6 +664,6 @@ fn report(runs: &[Run], loads: &[Load], disk_mb_s: f64, secs: u64, rounds: usize
     if vs_tcpdump {
         s.push_str(&ratios);
     }
-    s.push_str("\nthroughput: traffic rate while capturing; completeness: packets captured / packets that crossed the hooked veth (interface counters); capture CPU: user+system time of the capture process from the start of the load to its exit (start-up excluded, for both tools) per captured packet; machine CPU: all busy CPU time (softirq included) per packet that crossed the veth.\n");
+    s.push_str("\nthroughput: traffic rate while capturing; completeness: packets captured / packets that crossed the hooked veth (interface counters); cost vs none: median over rounds of 1 − throughput / no-capture throughput at that time (interpolated between the no-capture runs around it); tc hook alone: cnet's programs attached but returning at once (`CNET_HOOK_ONLY=1`), the floor for any tc program; capture CPU: user+system time of the capture process from the start of the load to its exit (start-up excluded, for both tools) per captured packet; machine CPU: all busy CPU time (softirq included) per packet that crossed the veth.\n");
     s
 }
