@@ -1,6 +1,11 @@
 //! Reading capture files back: pcapng (cnet's, dumpcap's, anyone's) and
 //! classic pcap (tcpdump's default), with cnet's labels recovered from the
 //! interface descriptions, direction flags and packet comments.
+//!
+//! Errors carry the part of the file read before them (a killed capture's
+//! file is still worth reading), hence the large `Err` variants: each is
+//! returned once per file, so their size costs nothing.
+#![allow(clippy::result_large_err)]
 
 use std::collections::BTreeMap;
 use std::fs::File;

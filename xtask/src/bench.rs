@@ -595,6 +595,10 @@ fn median(mut v: Vec<f64>) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
+/// Medians of one (load, tool, mode): throughput, completeness, drops,
+/// capture CPU, machine CPU, RSS, write rate, cost.
+type Row = (f64, f64, f64, f64, f64, f64, f64, f64);
+
 /// Medians per (load, tool, mode) and the cnet/tcpdump ratios.
 fn report(runs: &[Run], loads: &[Load], disk_mb_s: f64, secs: u64, rounds: usize) -> String {
     let mut groups: BTreeMap<(&str, &str, &str), Vec<&Run>> = BTreeMap::new();
@@ -618,7 +622,7 @@ fn report(runs: &[Run], loads: &[Load], disk_mb_s: f64, secs: u64, rounds: usize
     );
     for load in loads.iter().copied() {
         let base = groups.get(&(load.name(), "none", "-")).map(|rs| med(rs, &|r| r.throughput)).unwrap_or(f64::NAN);
-        let row = |tool: &str, mode: &str| -> Option<(f64, f64, f64, f64, f64, f64, f64, f64)> {
+        let row = |tool: &str, mode: &str| -> Option<Row> {
             let rs = groups.get(&(load.name(), tool, mode))?;
             let tp = med(rs, &|r| r.throughput);
             let compl = med(rs, &|r| if r.crossed == 0 { 0.0 } else { r.captured as f64 / r.crossed as f64 });

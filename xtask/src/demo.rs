@@ -45,11 +45,11 @@ pub fn run(cnet: &Path, output: &Path, seconds: u64) -> Result<()> {
         "or list the labels of each packet with:\n  tshark -r {out} -T fields -e frame.interface_description -e frame.packet_flags_direction -e frame.comment\n"
     );
     // The first packets as cnet prints them: who sent what, in which direction.
-    if let Ok(o) = Command::new(cnet).args(["read", "-c", "12", &out]).output() {
-        if o.status.success() {
-            println!("First packets (`cnet read -c 12 {out}`):");
-            print!("{}", String::from_utf8_lossy(&o.stdout));
-        }
+    if let Ok(o) = Command::new(cnet).args(["read", "-c", "12", &out]).output()
+        && o.status.success()
+    {
+        println!("First packets (`cnet read -c 12 {out}`):");
+        print!("{}", String::from_utf8_lossy(&o.stdout));
     }
     Ok(())
 }
