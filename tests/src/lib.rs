@@ -66,6 +66,24 @@ impl Lab {
     /// meet and the host's routing is untouched. `prefix` (at most 10
     /// characters) names the bridge and host-side veths.
     pub fn build(prefix: &str, netns_names: &[String]) -> Result<Lab> {
+        Lab::build_indexed(prefix, netns_names, None)
+    }
+
+    /// Like [`Lab::new`], but the host-side veths get interface indexes of
+    /// 2^20 and above (a long-lived host that has created many interfaces):
+    /// unique to this process and lab, like the names.
+    pub fn new_high_ifindex(n: usize) -> Result<Lab> {
+        assert!(n <= 4);
+        let id = LAB_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("cn{:05x}{:x}", std::process::id() & 0xfffff, id);
+        let names: Vec<String> = (0..n).map(|i| format!("{prefix}n{i}")).collect();
+        let base = 0x10_0000 + (std::process::id() & 0xfffff) * 64 + (id as u32 % 16) * 4;
+        Lab::build_indexed(&prefix, &names, Some(base))
+    }
+
+    /// [`Lab::build`], with host veth `i` at ifindex `ifindex_base + i` when
+    /// a base is given.
+    fn build_indexed(prefix: &str, netns_names: &[String], ifindex_base: Option<u32>) -> Result<Lab> {
         let bridge = format!("{prefix}br");
         let mut lab = Lab { prefix: prefix.to_string(), bridge: bridge.clone(), hosts: Vec::new() };
         run(&["ip", "link", "add", &bridge, "type", "bridge"])?;
@@ -78,7 +96,13 @@ impl Lab {
             let ip6: Ipv6Addr = format!("fd00:cb::{:x}", 10 + i).parse().unwrap();
             run(&["ip", "netns", "add", &netns])?;
             lab.hosts.push(Host { netns: netns.clone(), host_veth: host_veth.clone(), ip, ip6 });
-            run(&["ip", "link", "add", &host_veth, "type", "veth", "peer", "name", &peer])?;
+            match ifindex_base {
+                Some(base) => {
+                    let index = (base + i as u32).to_string();
+                    run(&["ip", "link", "add", &host_veth, "index", &index, "type", "veth", "peer", "name", &peer])?
+                }
+                None => run(&["ip", "link", "add", &host_veth, "type", "veth", "peer", "name", &peer])?,
+            };
             run(&["ip", "link", "set", &host_veth, "master", &bridge, "up"])?;
             run(&["ip", "link", "set", &peer, "netns", &netns])?;
             let ns = |args: &[&str]| {

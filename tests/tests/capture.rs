@@ -326,6 +326,32 @@ fn pid_and_netns_path_targets_resolve_to_the_host_veth() {
     assert_eq!(first.labels["dir"], "out");
 }
 
+/// Interface indexes beyond the hooks' ifindex table (2^16 entries) are
+/// found through its hash map: a host that has created many interfaces
+/// (container churn) still gets every packet, counted per interface.
+#[test]
+fn interfaces_with_large_ifindexes_are_captured() {
+    let lab = Lab::new_high_ifindex(2).unwrap();
+    let veth = &lab.host(0).host_veth;
+    let ifindex: u32 =
+        std::fs::read_to_string(format!("/sys/class/net/{veth}/ifindex")).unwrap().trim().parse().unwrap();
+    assert!(ifindex >= 1 << 16, "{veth} has ifindex {ifindex}");
+    let dir = TempDir::new("bigidx").unwrap();
+    let file = dir.path().join("bigidx.pcapng");
+    let cnet = Cnet::start(&["capture", "-i", veth, "-w", file.to_str().unwrap(), "udp"]).unwrap();
+    let sent = traffic::udp_burst(&lab, 0, 1, 7007, "bigidx", 5).unwrap();
+    let res = cnet.stop().unwrap();
+    assert!(res.status.success(), "{}", res.stderr);
+    assert_eq!(res.summary("captured"), Some(5), "{}", res.stderr);
+    let f = read(&file);
+    let got: Vec<&[u8]> = f.packets.iter().filter_map(|p| udp_payload(&p.data)).collect();
+    let want: Vec<&[u8]> = sent.iter().map(|s| s.as_slice()).collect();
+    assert_eq!(got, want);
+    let seen = tshark_fields(&file, Some("udp"), &["frame.interface_name"]).unwrap();
+    assert_eq!(seen.len(), 5);
+    assert!(seen.iter().all(|row| row[0] == *veth), "{seen:?}");
+}
+
 #[test]
 fn printer_labels_each_line_and_count_stops() {
     let lab = Lab::new(2).unwrap();
