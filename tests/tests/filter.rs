@@ -380,6 +380,18 @@ fn invalid_expression_fails_like_tcpdump_and_attaches_nothing() {
 
 #[test]
 fn filter_is_recorded_in_the_file_and_counted() {
+    filter_recorded_and_counted("tcx");
+}
+
+/// The same through clsact + cls_bpf, where the filter's direct packet
+/// reads depend on cls_bpf presenting the packet from its Ethernet header
+/// on ingress as TCX does.
+#[test]
+fn filter_works_through_clsact() {
+    filter_recorded_and_counted("clsact");
+}
+
+fn filter_recorded_and_counted(attach: &str) {
     use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
     use pcap_file::pcapng::{Block, PcapNgReader};
     let lab = Lab::new(2).unwrap();
@@ -389,9 +401,18 @@ fn filter_is_recorded_in_the_file_and_counted() {
     // -F: comments removed, lines joined, as tcpdump does.
     std::fs::write(&ffile, "udp  # datagrams only\nand dst port 7301\n").unwrap();
     let a = lab.host(0).clone();
-    let cnet =
-        Cnet::start(&["capture", "--netns", &a.netns, "-F", ffile.to_str().unwrap(), "-w", out.to_str().unwrap()])
-            .unwrap();
+    let cnet = Cnet::start(&[
+        "capture",
+        "--attach",
+        attach,
+        "--netns",
+        &a.netns,
+        "-F",
+        ffile.to_str().unwrap(),
+        "-w",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
     traffic::udp_burst(&lab, 0, 1, 7301, "kept", 5).unwrap();
     traffic::udp_burst(&lab, 0, 1, 7302, "dropped", 7).unwrap();
     lab.ping(0, 1, 2).unwrap();
