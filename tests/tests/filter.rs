@@ -226,10 +226,10 @@ fn expressions(lab: &Lab, mac_a: [u8; 6]) -> Vec<String> {
         "tcp and tcp[((tcp[12] & 0xf0) >> 2) + 100] & 1 = 1".into(),
         "tcp and tcp[((tcp[12] & 0xf0) >> 2) + 100] & 1 = 0".into(),
         // Not here: loads beyond the snap length. tcpdump's kernel filter
-        // sees the whole packet, as cnet's does, but libpcap filters the
-        // packets of the ring block that was filling when the filter was
-        // set once more in userspace, on their first snaplen bytes only, so
-        // a live tcpdump keeps some of those packets and not others.
+        // sees the whole packet, as cnet's does, but a live tcpdump rejected
+        // some such packets and kept others in our lab (most likely libpcap
+        // filtering the packets already in its ring once more in userspace,
+        // on their first snaplen bytes only).
     ]
 }
 
