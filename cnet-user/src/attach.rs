@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
-use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, PerCpuValues};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use aya::programs::SchedClassifier;
 use aya::programs::links::LinkOrder;
 use aya::programs::tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions, TcAttachType, TcHandle};
@@ -114,7 +114,6 @@ pub struct Capture {
     /// slot, so every hook returns at once. `cargo xtask bench` uses it to
     /// measure what an attached tc program costs before it does any work.
     hook_only: bool,
-    nr_cpus: usize,
     run_as: Option<(u32, u32)>,
     /// The loaded filter programs (one per hook); the program array holds
     /// them too, these keep them for the lifetime of the capture.
@@ -170,14 +169,12 @@ impl Capture {
                 aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
             }
         };
-        let nr_cpus = aya::util::nr_cpus().map_err(|(what, e)| AttachError::Map(format!("{what}: {e}")))?;
         Ok(Capture {
             ebpf,
             tcx,
             hooked: HashMap::new(),
             slots: HashMap::new(),
             hook_only: std::env::var_os("CNET_HOOK_ONLY").is_some_and(|v| v == "1"),
-            nr_cpus,
             run_as: opts.run_as,
             _filters: filters,
         })
@@ -203,18 +200,15 @@ impl Capture {
         aya_log::EbpfLogger::init(&mut self.ebpf).map_err(|e| AttachError::Map(error_chain(&e)))
     }
 
-    fn zero_counters(&self) -> Result<PerCpuValues<Counters>, AttachError> {
-        PerCpuValues::try_from(vec![Counters::default(); self.nr_cpus]).map_err(|e| AttachError::Map(e.to_string()))
-    }
-
-    fn counters_map(&mut self) -> Result<PerCpuArray<&mut MapData, Counters>, AttachError> {
-        PerCpuArray::try_from(self.ebpf.map_mut(names::COUNTERS).expect("counters map"))
+    fn counters_map(&self) -> Result<PerCpuArray<&MapData, Counters>, AttachError> {
+        PerCpuArray::try_from(self.ebpf.map(names::COUNTERS).expect("counters map"))
             .map_err(|e| AttachError::Map(error_chain(&e)))
     }
 
-    /// Gives `ifindex` a slot with zeroed counters and publishes it to the
-    /// hooks, which ignore interfaces without one. Keeps the slot (and the
-    /// counters) of an interface attached before.
+    /// Gives `ifindex` a slot and publishes it to the hooks, which ignore
+    /// interfaces without one. Keeps the slot (and the counters) of an
+    /// interface attached before. A new slot's counters are zero: the array
+    /// starts zeroed and slots are never reused.
     fn enable(&mut self, ifindex: u32) -> Result<(), AttachError> {
         if self.slots.contains_key(&ifindex) || self.hook_only {
             return Ok(());
@@ -225,11 +219,6 @@ impl Capture {
                 "one capture can hook at most {} interfaces; start another cnet for more",
                 MAX_SLOTS - 1
             )));
-        }
-        let zeros = [self.zero_counters()?, self.zero_counters()?];
-        let mut counters = self.counters_map()?;
-        for (hook, zero) in Hook::ALL.into_iter().zip(zeros) {
-            counters.set(counter_index(slot, hook), zero, 0).map_err(|e| AttachError::Map(error_chain(&e)))?;
         }
         let map_err = |e: aya::maps::MapError| AttachError::Map(error_chain(&e));
         if ifindex < IFINDEX_TABLE {
@@ -346,11 +335,10 @@ impl Capture {
     }
 
     /// Counters of every interface hooked so far, summed over CPUs.
-    pub fn counters(&mut self) -> Result<HashMap<(u32, Hook), Counters>, AttachError> {
-        let slots: Vec<(u32, u32)> = self.slots.iter().map(|(i, s)| (*i, *s)).collect();
+    pub fn counters(&self) -> Result<HashMap<(u32, Hook), Counters>, AttachError> {
         let map = self.counters_map()?;
         let mut out = HashMap::new();
-        for (ifindex, slot) in slots {
+        for (&ifindex, &slot) in &self.slots {
             for hook in Hook::ALL {
                 let values = map.get(&counter_index(slot, hook), 0).map_err(|e| AttachError::Map(error_chain(&e)))?;
                 let mut sum = Counters::default();

@@ -327,28 +327,21 @@ impl Emitter {
         const SLOW_LEN: i16 = 7;
         let direct = constant.is_none_or(|k| k <= MAX_DIRECT_OFFSET);
         if direct {
-            let mut fast = Vec::with_capacity(8);
+            // Jump offsets count instructions: a failed check lands on the
+            // first slow-path instruction, a successful load jumps over it.
             if constant.is_none() {
                 // The verifier allows packet-pointer arithmetic only with an
                 // offset it can bound.
-                fast.push(insn(e::JMP | e::JGT | e::K, R2, 0, 0, MAX_DIRECT_OFFSET as i32));
+                self.push(insn(e::JMP | e::JGT | e::K, R2, 0, 8, MAX_DIRECT_OFFSET as i32));
             }
-            fast.push(insn(e::ALU64 | e::MOV | e::X, R3, DATA, 0, 0));
-            fast.push(insn(e::ALU64 | e::ADD | e::X, R3, R2, 0, 0));
-            fast.push(insn(e::ALU64 | e::MOV | e::X, R4, R3, 0, 0));
-            fast.push(insn(e::ALU64 | e::ADD | e::K, R4, 0, 0, bytes));
-            fast.push(insn(e::LDX | e::MEM | e::W, R5, CTX, SKB_DATA_END, 0));
-            fast.push(insn(e::JMP | e::JGT | e::X, R4, R5, 0, 0));
-            fast.push(insn(e::LDX | e::MEM | esize, dst, R3, 0, 0));
-            fast.push(insn(e::JMP | e::JA, 0, 0, SLOW_LEN, 0));
-            // Both failed checks jump to the first slow-path instruction.
-            let n = fast.len();
-            for (at, i) in fast.iter_mut().enumerate() {
-                if i.code == e::JMP | e::JGT | e::K || i.code == e::JMP | e::JGT | e::X {
-                    i.off = (n - at - 1) as i16;
-                }
-            }
-            self.out.extend(fast);
+            self.push(insn(e::ALU64 | e::MOV | e::X, R3, DATA, 0, 0));
+            self.push(insn(e::ALU64 | e::ADD | e::X, R3, R2, 0, 0));
+            self.push(insn(e::ALU64 | e::MOV | e::X, R4, R3, 0, 0));
+            self.push(insn(e::ALU64 | e::ADD | e::K, R4, 0, 0, bytes));
+            self.push(insn(e::LDX | e::MEM | e::W, R5, CTX, SKB_DATA_END, 0));
+            self.push(insn(e::JMP | e::JGT | e::X, R4, R5, 2, 0));
+            self.push(insn(e::LDX | e::MEM | esize, dst, R3, 0, 0));
+            self.push(insn(e::JMP | e::JA, 0, 0, SLOW_LEN, 0));
         }
         let slow_start = self.out.len();
         self.push(insn(e::ALU64 | e::MOV | e::X, R1, CTX, 0, 0));
