@@ -100,10 +100,10 @@ proptest! {
     )) {
         let mut argv = vec!["cnet".to_string()];
         argv.extend(args);
-        if let Ok(cli) = Cli::try_parse_from(&argv) {
-            if let cnet::cli::Command::Capture(a) = cli.command {
-                let _ = a.into_options();
-            }
+        if let Ok(cli) = Cli::try_parse_from(&argv)
+            && let cnet::cli::Command::Capture(a) = cli.command
+        {
+            let _ = a.into_options();
         }
     }
 }

@@ -77,7 +77,7 @@ impl Lab {
         let id = LAB_COUNTER.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("cn{:05x}{:x}", std::process::id() & 0xfffff, id);
         let names: Vec<String> = (0..n).map(|i| format!("{prefix}n{i}")).collect();
-        let base = 0x10_0000 + (std::process::id() & 0xfffff) * 64 + (id as u32 % 16) * 4;
+        let base = 0x10_0000 + (std::process::id() & 0xfffff) * 64 + (id % 16) * 4;
         Lab::build_indexed(&prefix, &names, Some(base))
     }
 

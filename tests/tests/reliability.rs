@@ -30,7 +30,7 @@ fn sigkill_mid_capture_leaves_a_file_readable_up_to_the_last_flush() {
     let t0 = std::time::Instant::now();
     let all_on_disk = || {
         read_file(&file)
-            .map_or_else(|(_, partial)| partial, |f| f)
+            .unwrap_or_else(|(_, partial)| partial)
             .packets
             .iter()
             .filter(|q| sent.iter().any(|p| q.data.ends_with(p)))

@@ -52,7 +52,7 @@ fn moving_targets_stop_remove_and_dockerd_restart() {
 
     // Stopped, then started again: detached, then attached on its new veth.
     runtimes_cmd(&["stop", "-t", "0", &b.name]);
-    cnet.wait_for_stderr(&format!("detached"), Duration::from_secs(10)).unwrap();
+    cnet.wait_for_stderr("detached", Duration::from_secs(10)).unwrap();
     runtimes_cmd(&["start", &b.name]);
     cnet.wait_for_stderr("attached", Duration::from_secs(10)).unwrap();
     a.ping("10.217.0.11", 2).unwrap();

@@ -514,13 +514,14 @@ impl<W: Write> PcapngSink<W> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::resolve::{Endpoint, Label};
     use crate::sinks::Direction;
     use pcap_file::pcapng::{Block, PcapNgReader};
 
-    fn endpoint() -> Endpoint {
+    /// A host veth of a netns `blue`, for sink tests.
+    pub(crate) fn endpoint() -> Endpoint {
         Endpoint {
             ifindex: 7,
             ifname: "veth7".into(),

@@ -224,25 +224,10 @@ impl Sink for RotatingSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resolve::{Endpoint, Label};
     use crate::sinks::Direction;
 
     fn iface() -> Iface {
-        let ep = Endpoint {
-            ifindex: 7,
-            ifname: "veth7".into(),
-            link_type: 1,
-            peer_view: true,
-            label: Label {
-                owner: "netns:blue".into(),
-                iface: "eth0".into(),
-                netns_inode: 1,
-                addrs: vec![],
-                comment_fields: vec![],
-                details: String::new(),
-            },
-        };
-        Iface::new(0, ep, 65535)
+        Iface::new(0, crate::sinks::pcapng::tests::endpoint(), 65535)
     }
 
     fn tmpdir(tag: &str) -> PathBuf {
