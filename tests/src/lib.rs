@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod runtimes;
 pub mod traffic;
+pub mod users;
 
 static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
 
