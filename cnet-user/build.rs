@@ -14,6 +14,12 @@ fn main() {
 fn build() -> anyhow::Result<()> {
     add_cargo_bin_to_path();
     check_toolchain()?;
+    // aya-build relays every line the child cargo prints on stderr as a
+    // `cargo:warning`, so its "Compiling …" status lines would appear as
+    // dozens of warnings on every build and bury real ones. A quiet child
+    // prints only diagnostics, which still reach the user.
+    // SAFETY: the build script is single-threaded at this point.
+    unsafe { std::env::set_var("CARGO_TERM_QUIET", "true") };
     let ebpf = aya_build::Package {
         name: "cnet-ebpf",
         root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../cnet-ebpf"),

@@ -18,9 +18,9 @@ use aya::{Ebpf, EbpfLoader};
 use cnet_common::{Config, Counters, Hook, IFINDEX_TABLE, MAX_SLOTS, MAX_SNAPLEN, counter_index, names, prog_index};
 
 use crate::collect::RingReader;
-use crate::filter::{self, Filter};
 use crate::netlink::{CLSACT_EGRESS, CLSACT_INGRESS, Netlink};
 use crate::resolve::Endpoint;
+use cnet_filter::{self as filter, Filter};
 
 /// The eBPF object built from `cnet-ebpf` by the build script.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/cnet"));

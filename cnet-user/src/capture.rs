@@ -13,7 +13,6 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::attach::{AttachMode, Capture, LoadOptions};
 use crate::collect::{self, Clock, IfindexMap, RingReader};
-use crate::filter::Filter;
 use crate::privileges;
 use crate::resolve::{self, Endpoint, EndpointEvent, Target};
 use crate::runtime::select::Selection;
@@ -22,6 +21,7 @@ use crate::sinks::pcapng::{PcapngSink, create_output, stdout_file};
 use crate::sinks::print::Printer;
 use crate::sinks::rotate::{RotatingSink, Rotation};
 use crate::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
+use cnet_filter::Filter;
 
 /// Where packets go.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -324,7 +324,10 @@ impl CaptureArgs {
         };
         let filter = match (&self.filter_file, self.expression.is_empty()) {
             (Some(_), false) => anyhow::bail!("give the filter expression either as arguments or with -F, not both"),
-            (Some(path), true) => Some(crate::filter::read_filter_file(path)?),
+            (Some(path), true) => Some(
+                cnet_filter::read_filter_file(path)
+                    .with_context(|| format!("cannot read filter file {}", path.display()))?,
+            ),
             (None, false) => Some(self.expression.join(" ")),
             (None, true) => None,
         };

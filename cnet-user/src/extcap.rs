@@ -189,7 +189,7 @@ pub async fn run(args: &[String]) -> Result<()> {
         // Filter validation: Wireshark shows what is printed as the reason
         // the filter is invalid; nothing printed means valid.
         if !filter.is_empty()
-            && let Err(e) = crate::filter::Filter::compile(filter, 65535)
+            && let Err(e) = cnet_filter::Filter::compile(filter, 65535)
         {
             println!("{e}");
         }

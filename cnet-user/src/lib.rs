@@ -12,7 +12,6 @@ pub mod cli;
 pub mod collect;
 pub mod decode;
 pub mod extcap;
-pub mod filter;
 pub mod latency;
 pub mod list;
 pub mod netlink;

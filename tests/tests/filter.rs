@@ -11,9 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cnet::filter::{self, Filter};
 use cnet::reader::read_file;
 use cnet::sinks::Direction;
+use cnet_filter::testing as filter;
+use cnet_filter::{Filter, set_program};
 use cnet_tests::{Cnet, Lab, TempDir, cnet_output, hooked_programs, traffic};
 
 /// Bytes kept per packet by both tools: enough for every header the
@@ -457,7 +458,7 @@ fn filter_recorded_and_counted(attach: &str) {
 fn kernel_translation_agrees_with_libpcap_on_edge_cases() {
     let cont = filter::load_constant_program("cnet_test_cont", 7).unwrap();
     let progs = prog_array();
-    filter::set_program(std::os::fd::AsFd::as_fd(&progs), 0, std::os::fd::AsFd::as_fd(&cont)).unwrap();
+    set_program(std::os::fd::AsFd::as_fd(&progs), 0, std::os::fd::AsFd::as_fd(&cont)).unwrap();
     let mut frames: Vec<Vec<u8>> = Vec::new();
     // A TCP SYN over IPv4 with IP options (IHL 6), then truncations of it.
     let mut syn = vec![0u8; 14 + 24 + 20];
