@@ -165,6 +165,10 @@ pub mod names {
     /// Continuations a filter tail-calls for matching packets.
     pub const PROG_INGRESS_MATCHED: &str = "cnet_in_matched";
     pub const PROG_EGRESS_MATCHED: &str = "cnet_eg_matched";
+    /// Every map name above (a test checks the object defines each).
+    pub const MAPS: [&str; 6] = [RING, COUNTERS, SLOTS, SLOTS_HIGH, CONFIG, PROGS];
+    /// Every program name above.
+    pub const PROGRAMS: [&str; 4] = [PROG_INGRESS, PROG_EGRESS, PROG_INGRESS_MATCHED, PROG_EGRESS_MATCHED];
 }
 
 #[cfg(feature = "user")]

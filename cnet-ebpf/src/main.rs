@@ -23,34 +23,39 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use cnet_common::{
-    Config, Counters, Hook, IFINDEX_TABLE, MAX_SLOTS, MAX_SNAPLEN, PacketHeader, counter_index, prog_index,
+    Config, Counters, Hook, IFINDEX_TABLE, MAX_SLOTS, MAX_SNAPLEN, PacketHeader, SIZE_CLASSES, counter_index,
+    prog_index,
 };
+
+// Map and program names are the items' identifiers, which are the names in
+// `cnet_common::names` (a test of the embedded object in cnet-user checks
+// that every one of them is there).
 
 /// Packet records. The size set here is a default: userspace sets the real
 /// size (`-B`) when it loads the object.
-#[map(name = "CNET_RING")]
+#[map]
 static CNET_RING: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
 /// ifindex -> slot of the captured interfaces (0: not captured); also the
 /// set of captured interfaces, so a program still attached to an interface
 /// cnet no longer wants copies nothing. See `cnet_common::MAX_SLOTS`.
-#[map(name = "CNET_SLOTS")]
+#[map]
 static CNET_SLOTS: Array<u32> = Array::with_max_entries(IFINDEX_TABLE, 0);
 
 /// The same for ifindexes of `IFINDEX_TABLE` and above (a long-lived host
 /// that has created many interfaces).
-#[map(name = "CNET_SLOTS_HIGH")]
+#[map]
 static CNET_SLOTS_HIGH: HashMap<u32, u32> = HashMap::with_max_entries(MAX_SLOTS, BPF_F_NO_PREALLOC);
 
 /// Counters per slot and hook, at `counter_index(slot, hook)`.
-#[map(name = "CNET_COUNTERS")]
+#[map]
 static CNET_COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(2 * MAX_SLOTS, 0);
 
-#[map(name = "CNET_CONFIG")]
+#[map]
 static CNET_CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
 /// Filter programs and their continuations (see `cnet_common::prog_index`).
-#[map(name = "CNET_PROGS")]
+#[map]
 static CNET_PROGS: ProgramArray = ProgramArray::with_max_entries(prog_index::SLOTS, 0);
 
 #[classifier]
@@ -82,6 +87,9 @@ pub fn cnet_eg_matched(ctx: TcContext) -> i32 {
     }
     TC_ACT_UNSPEC
 }
+
+// The size-class ladder in `copy` has one branch per class.
+const _: () = assert!(SIZE_CLASSES.len() == 10);
 
 /// A ring-buffer record whose data area is one of the size classes of
 /// `cnet_common::SIZE_CLASSES`.
@@ -163,7 +171,8 @@ fn copy(ctx: &TcContext, hook: Hook, counters: &mut Counters, config: &Config) {
     };
 
     // The verifier wants a constant reservation size: pick the smallest size
-    // class that holds `cap` bytes (a class of N holds N-1).
+    // class that holds `cap` bytes (a class of N holds N-1). The ladder below
+    // is written against SIZE_CLASSES, whose length is checked at build time.
     // Waking the reader for every record costs it a syscall and a context
     // switch per packet; with a watermark it wakes once per batch and drains
     // the rest on its own timer.
@@ -174,26 +183,26 @@ fn copy(ctx: &TcContext, hook: Hook, counters: &mut Counters, config: &Config) {
     } else {
         BPF_RB_NO_WAKEUP as u64
     };
-    let ok = if cap < 128 {
-        emit::<128>(ctx, &header, flags)
-    } else if cap < 256 {
-        emit::<256>(ctx, &header, flags)
-    } else if cap < 512 {
-        emit::<512>(ctx, &header, flags)
-    } else if cap < 1024 {
-        emit::<1024>(ctx, &header, flags)
-    } else if cap < 2048 {
-        emit::<2048>(ctx, &header, flags)
-    } else if cap < 4096 {
-        emit::<4096>(ctx, &header, flags)
-    } else if cap < 8192 {
-        emit::<8192>(ctx, &header, flags)
-    } else if cap < 16384 {
-        emit::<16384>(ctx, &header, flags)
-    } else if cap < 32768 {
-        emit::<32768>(ctx, &header, flags)
+    let ok = if cap < SIZE_CLASSES[0] {
+        emit::<{ SIZE_CLASSES[0] as usize }>(ctx, &header, flags)
+    } else if cap < SIZE_CLASSES[1] {
+        emit::<{ SIZE_CLASSES[1] as usize }>(ctx, &header, flags)
+    } else if cap < SIZE_CLASSES[2] {
+        emit::<{ SIZE_CLASSES[2] as usize }>(ctx, &header, flags)
+    } else if cap < SIZE_CLASSES[3] {
+        emit::<{ SIZE_CLASSES[3] as usize }>(ctx, &header, flags)
+    } else if cap < SIZE_CLASSES[4] {
+        emit::<{ SIZE_CLASSES[4] as usize }>(ctx, &header, flags)
+    } else if cap < SIZE_CLASSES[5] {
+        emit::<{ SIZE_CLASSES[5] as usize }>(ctx, &header, flags)
+    } else if cap < SIZE_CLASSES[6] {
+        emit::<{ SIZE_CLASSES[6] as usize }>(ctx, &header, flags)
+    } else if cap < SIZE_CLASSES[7] {
+        emit::<{ SIZE_CLASSES[7] as usize }>(ctx, &header, flags)
+    } else if cap < SIZE_CLASSES[8] {
+        emit::<{ SIZE_CLASSES[8] as usize }>(ctx, &header, flags)
     } else {
-        emit::<65536>(ctx, &header, flags)
+        emit::<{ SIZE_CLASSES[9] as usize }>(ctx, &header, flags)
     };
     if ok {
         counters.captured += 1;

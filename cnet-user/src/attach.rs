@@ -468,3 +468,32 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use object::{Object, ObjectSection, ObjectSymbol};
+
+    use super::*;
+
+    /// The names userspace looks maps and programs up by (cnet-common) are
+    /// the ones the eBPF crate defines: a map in the `maps` section, a
+    /// program in a `classifier` section, each under its name.
+    #[test]
+    fn embedded_object_defines_every_shared_name() {
+        let file = object::File::parse(EBPF_OBJECT).expect("the embedded eBPF object is an ELF file");
+        let in_section = |name: &str, section: &str| {
+            file.symbols().any(|s| {
+                s.name() == Ok(name)
+                    && s.section_index()
+                        .and_then(|i| file.section_by_index(i).ok())
+                        .is_some_and(|sec| sec.name().is_ok_and(|n| n.starts_with(section)))
+            })
+        };
+        for map in names::MAPS {
+            assert!(in_section(map, "maps"), "map {map} is not in the eBPF object");
+        }
+        for prog in names::PROGRAMS {
+            assert!(in_section(prog, "classifier"), "program {prog} is not in the eBPF object");
+        }
+    }
+}
