@@ -39,7 +39,9 @@ fn add_cargo_bin_to_path() {
     if std::env::split_paths(&path).any(|p| p == bin) {
         return;
     }
-    let joined = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path))).expect("PATH");
+    // A PATH entry with a ':' cannot be joined; aya-build then finds what
+    // the PATH it has finds.
+    let Ok(joined) = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path))) else { return };
     // SAFETY: the build script is single-threaded at this point.
     unsafe { std::env::set_var("PATH", joined) };
 }

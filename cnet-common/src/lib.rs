@@ -173,10 +173,14 @@ pub mod names {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: plain-old-data `#[repr(C)]` structs without padding holes that
-    // could leak uninitialised bytes into maps (explicit `_pad` fields).
+    // SAFETY (each impl): plain-old-data `#[repr(C)]` structs of integers,
+    // without padding holes that could leak uninitialised bytes into maps
+    // (padding is spelled out as `_pad` fields); every bit pattern is valid.
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::PacketHeader {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::Counters {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::Config {}
 }
 

@@ -142,11 +142,7 @@ impl Capture {
             .load(EBPF_OBJECT)
             .map_err(|e| AttachError::Load(error_chain(&e)))?;
         for hook in Hook::ALL {
-            let prog: &mut SchedClassifier = ebpf
-                .program_mut(prog_name(hook))
-                .ok_or_else(|| AttachError::Load(format!("program {} missing from the object", prog_name(hook))))?
-                .try_into()
-                .map_err(|e| AttachError::Load(error_chain(&e)))?;
+            let prog = classifier(&mut ebpf, prog_name(hook))?;
             prog.load().map_err(|e| AttachError::Load(error_chain(&e)))?;
         }
         let filters = match &opts.filter {
@@ -159,8 +155,8 @@ impl Capture {
             wakeup_bytes: wakeup_watermark(ring_bytes),
             filter: opts.filter.is_some() as u32,
         };
-        let mut cfg: Array<_, Config> = Array::try_from(ebpf.map_mut(names::CONFIG).expect("config map"))
-            .map_err(|e| AttachError::Map(error_chain(&e)))?;
+        let mut cfg: Array<_, Config> =
+            Array::try_from(map_mut(&mut ebpf, names::CONFIG)?).map_err(|e| AttachError::Map(error_chain(&e)))?;
         cfg.set(0, config, 0).map_err(|e| AttachError::Map(error_chain(&e)))?;
         let tcx = match opts.mode {
             AttachMode::Tcx => true,
@@ -201,8 +197,7 @@ impl Capture {
     }
 
     fn counters_map(&self) -> Result<PerCpuArray<&MapData, Counters>, AttachError> {
-        PerCpuArray::try_from(self.ebpf.map(names::COUNTERS).expect("counters map"))
-            .map_err(|e| AttachError::Map(error_chain(&e)))
+        PerCpuArray::try_from(map(&self.ebpf, names::COUNTERS)?).map_err(|e| AttachError::Map(error_chain(&e)))
     }
 
     /// Gives `ifindex` a slot and publishes it to the hooks, which ignore
@@ -222,12 +217,11 @@ impl Capture {
         }
         let map_err = |e: aya::maps::MapError| AttachError::Map(error_chain(&e));
         if ifindex < IFINDEX_TABLE {
-            let mut table: Array<_, u32> =
-                Array::try_from(self.ebpf.map_mut(names::SLOTS).expect("slots map")).map_err(map_err)?;
+            let mut table: Array<_, u32> = Array::try_from(map_mut(&mut self.ebpf, names::SLOTS)?).map_err(map_err)?;
             table.set(ifindex, slot, 0).map_err(map_err)?;
         } else {
             let mut table: BpfHashMap<_, u32, u32> =
-                BpfHashMap::try_from(self.ebpf.map_mut(names::SLOTS_HIGH).expect("slots map")).map_err(map_err)?;
+                BpfHashMap::try_from(map_mut(&mut self.ebpf, names::SLOTS_HIGH)?).map_err(map_err)?;
             table.insert(ifindex, slot, 0).map_err(map_err)?;
         }
         self.slots.insert(ifindex, slot);
@@ -275,8 +269,7 @@ impl Capture {
             }
         }
         for hook in Hook::ALL {
-            let prog: &mut SchedClassifier =
-                self.ebpf.program_mut(prog_name(hook)).expect("program").try_into().expect("classifier");
+            let prog = classifier(&mut self.ebpf, prog_name(hook))?;
             let attach_type = match hook {
                 Hook::Ingress => TcAttachType::Ingress,
                 Hook::Egress => TcAttachType::Egress,
@@ -304,17 +297,16 @@ impl Capture {
         let Some(hooked) = self.hooked.remove(&ifindex) else { return Ok(()) };
         let mut first_err = None;
         for (hook, id) in hooked.links {
-            let prog: &mut SchedClassifier =
-                self.ebpf.program_mut(prog_name(hook)).expect("program").try_into().expect("classifier");
-            if let Err(e) = prog.detach(id) {
+            let detached = classifier(&mut self.ebpf, prog_name(hook))
+                .and_then(|prog| prog.detach(id).map_err(|e| AttachError::Map(error_chain(&e))));
+            if let Err(e) = detached {
                 // The interface may be gone already (container stopped),
                 // which took the hook with it.
                 if std::path::Path::new("/sys/class/net").join(&hooked.ifname).exists() {
                     first_err.get_or_insert(AttachError::Map(format!(
-                        "detaching from {} ({}): {}",
+                        "detaching from {} ({}): {e}",
                         hooked.ifname,
                         hook_str(hook),
-                        error_chain(&e)
                     )));
                 }
             }
@@ -383,18 +375,12 @@ fn install_filter(ebpf: &mut Ebpf, filter: &Filter) -> Result<Vec<OwnedFd>, Atta
     let mut matched_fds = Vec::new();
     for hook in Hook::ALL {
         let name = matched_prog_name(hook);
-        let prog: &mut SchedClassifier = ebpf
-            .program_mut(name)
-            .ok_or_else(|| AttachError::Load(format!("program {name} missing from the object")))?
-            .try_into()
-            .map_err(|e| load_err(&e))?;
+        let prog = classifier(ebpf, name)?;
         prog.load().map_err(|e| load_err(&e))?;
         let fd = prog.fd().map_err(|e| load_err(&e))?.as_fd().try_clone_to_owned().map_err(|e| load_err(&e))?;
         matched_fds.push((hook, fd));
     }
-    let progs = ebpf
-        .map(names::PROGS)
-        .ok_or_else(|| AttachError::Load(format!("map {} missing from the object", names::PROGS)))?;
+    let progs = map(ebpf, names::PROGS)?;
     let aya::maps::Map::ProgramArray(progs) = progs else {
         return Err(AttachError::Load(format!("map {} is not a program array", names::PROGS)));
     };
@@ -448,6 +434,24 @@ fn remove_stale_filters(nl: &mut Netlink, ep: &Endpoint) -> io::Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// A classifier of the object by name. The names come from cnet-common, and
+/// a test checks that the embedded object defines each of them.
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier, AttachError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| AttachError::Load(format!("program {name} missing from the eBPF object")))?
+        .try_into()
+        .map_err(|e| AttachError::Load(error_chain(&e)))
+}
+
+/// A map of the object by name (see [`classifier`]).
+fn map<'a>(ebpf: &'a Ebpf, name: &str) -> Result<&'a aya::maps::Map, AttachError> {
+    ebpf.map(name).ok_or_else(|| AttachError::Load(format!("map {name} missing from the eBPF object")))
+}
+
+fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map, AttachError> {
+    ebpf.map_mut(name).ok_or_else(|| AttachError::Load(format!("map {name} missing from the eBPF object")))
 }
 
 fn is_live_cnet(pid: u32) -> bool {

@@ -493,8 +493,9 @@ fn register<T: std::os::fd::AsRawFd>(inner: T) -> io::Result<AsyncFd<T>> {
 /// The descriptor of `f` if it is a pipe or socket (whose reader can leave).
 fn pipe_fd(f: &impl AsRawFd) -> Option<RawFd> {
     let fd = f.as_raw_fd();
-    // SAFETY: fstat on a descriptor we hold, into a zeroed stat.
+    // SAFETY: all-zero bytes are a valid `stat` (integers only).
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on a descriptor we hold, into a `stat` we own.
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
         return None;
     }
@@ -542,8 +543,9 @@ pub fn print_summary(s: &Summary) {
 }
 
 fn os_description() -> String {
-    // SAFETY: uname fills the struct it is given.
+    // SAFETY: all-zero bytes are a valid `utsname` (byte arrays only).
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname fills the struct it is given.
     if unsafe { libc::uname(&mut u) } != 0 {
         return "Linux".into();
     }

@@ -176,7 +176,8 @@ impl RingReader {
             if p == libc::MAP_FAILED {
                 return Err(io::Error::last_os_error());
             }
-            Ok(NonNull::new(p.cast()).expect("mmap returned a null mapping"))
+            // mmap without MAP_FIXED never returns address 0 on success.
+            NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned a null mapping"))
         };
         let consumer = mmap(page, libc::PROT_READ | libc::PROT_WRITE, 0)?;
         let producer = match mmap(page + size, libc::PROT_READ, page) {

@@ -63,6 +63,7 @@ impl User {
         // we copy out of before any other passwd call.
         let pw = unsafe { libc::getpwnam(c.as_ptr()) };
         if !pw.is_null() {
+            // SAFETY: `pw` is non-null and points at getpwnam's static entry.
             let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
             return Ok(User { name: name.to_string(), uid, gid });
         }

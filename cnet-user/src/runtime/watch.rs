@@ -174,7 +174,7 @@ impl Watcher {
             };
             let gone: Vec<u32> = self.current.keys().filter(|i| !want.contains_key(i)).copied().collect();
             for ifindex in gone {
-                let ep = self.current.remove(&ifindex).expect("key listed above");
+                let Some(ep) = self.current.remove(&ifindex) else { continue };
                 if tx.send(EndpointEvent::Remove(ep)).await.is_err() {
                     return;
                 }

@@ -21,9 +21,11 @@ unsafe impl GlobalAlloc for Counting {
         if COUNTED.with(|c| c.get()) {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
+        // SAFETY: the caller's layout contract passes through unchanged.
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` came from `alloc` above with the same layout.
         unsafe { System.dealloc(p, l) }
     }
 }
