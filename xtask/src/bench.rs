@@ -14,16 +14,13 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use cnet_tests::Lab;
+use cnet_tests::traffic::{self, IPERF_PORT, LoadServers};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Load {
@@ -139,7 +136,8 @@ pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
 
     let lab = Lab::new(2)?;
     let veth = lab.host(0).host_veth.clone();
-    let server = ServerGuard::start(&lab)?;
+    // Servers in host 1 for the whole bench; the loads come from host 0.
+    let server = LoadServers::start(&lab, 1)?;
     let disk_mb_s = disk_write_rate(&tmp)?;
     eprintln!("bench: disk sequential write {disk_mb_s:.0} MB/s; {secs} s per run, {rounds} round(s)");
 
@@ -231,66 +229,6 @@ fn disk_write_rate(dir: &Path) -> Result<f64> {
     drop(f);
     std::fs::remove_file(&path)?;
     Ok(rate)
-}
-
-/// Servers in host 1 for the whole bench: iperf3, a UDP sink, an echo server.
-struct ServerGuard {
-    iperf: Child,
-    stop: Arc<AtomicBool>,
-}
-
-const IPERF_PORT: u16 = 5201;
-const UDP_PORT: u16 = 9;
-const ECHO_PORT: u16 = 7;
-
-impl ServerGuard {
-    fn start(lab: &Lab) -> Result<ServerGuard> {
-        let iperf = Command::new("ip")
-            .args(["netns", "exec", &lab.host(1).netns, "iperf3", "-s", "-p", &IPERF_PORT.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting iperf3 (install it with `cargo xtask setup --test-deps`)")?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let addr = SocketAddr::new(lab.host(1).ip.into(), UDP_PORT);
-        // A bound UDP socket that is never read: datagrams cross both hooks
-        // and are dropped at the socket, the cheapest possible receiver.
-        let sink = lab.in_ns(1, move || UdpSocket::bind(addr))?;
-        std::mem::forget(sink);
-        let echo_addr = SocketAddr::new(lab.host(1).ip.into(), ECHO_PORT);
-        let listener = lab.in_ns(1, move || TcpListener::bind(echo_addr))?;
-        listener.set_nonblocking(true)?;
-        let st = stop.clone();
-        std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut s, _)) => {
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.set_nodelay(true);
-                        std::thread::spawn(move || {
-                            let mut buf = [0u8; 64];
-                            while let Ok(n) = s.read(&mut buf) {
-                                if n == 0 || s.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        std::thread::sleep(Duration::from_millis(300));
-        Ok(ServerGuard { iperf, stop })
-    }
-}
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.iperf.kill();
-        let _ = self.iperf.wait();
-    }
 }
 
 fn iface_packets(ifname: &str) -> u64 {
@@ -503,86 +441,11 @@ fn generate(lab: &Lab, load: Load, secs: u64) -> Result<f64> {
             let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().context("iperf3 result")?;
             Ok(bps / 1e9)
         }
-        Load::Udp64 => udp_flood(lab, secs),
-        Load::ReqResp => req_resp(lab, secs),
+        // kpps counted at the sender.
+        Load::Udp64 => Ok(traffic::udp_flood(lab, 0, 1, secs)? as f64 / secs as f64 / 1e3),
+        // Thousands of transactions/s.
+        Load::ReqResp => Ok(traffic::req_resp(lab, 0, 1, secs)? as f64 / secs as f64 / 1e3),
     }
-}
-
-/// 64-byte frames (22 bytes of UDP payload) from two sender threads with
-/// sendmmsg; kpps counted at the sender.
-fn udp_flood(lab: &Lab, secs: u64) -> Result<f64> {
-    let dst = SocketAddr::new(lab.host(1).ip.into(), UDP_PORT);
-    let sent = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut threads = Vec::new();
-    for _ in 0..2 {
-        let sock = lab.in_ns(0, move || -> std::io::Result<UdpSocket> {
-            let s = UdpSocket::bind("0.0.0.0:0")?;
-            s.connect(dst)?;
-            Ok(s)
-        })?;
-        let sent = sent.clone();
-        threads.push(std::thread::spawn(move || {
-            const BATCH: usize = 64;
-            let payload = [0x42u8; 22];
-            let mut iov: Vec<libc::iovec> = (0..BATCH)
-                .map(|_| libc::iovec { iov_base: payload.as_ptr() as *mut _, iov_len: payload.len() })
-                .collect();
-            let mut msgs: Vec<libc::mmsghdr> = iov
-                .iter_mut()
-                .map(|v| {
-                    // SAFETY: zeroed mmsghdr is a valid empty header.
-                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    m.msg_hdr.msg_iov = v;
-                    m.msg_hdr.msg_iovlen = 1;
-                    m
-                })
-                .collect();
-            let mut n = 0u64;
-            while Instant::now() < deadline {
-                // SAFETY: msgs points at BATCH valid headers whose iovecs
-                // point at `payload`, alive for the whole loop.
-                let r = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, 0) };
-                if r > 0 {
-                    n += r as u64;
-                }
-            }
-            sent.fetch_add(n, Ordering::Relaxed);
-        }));
-    }
-    for t in threads {
-        let _ = t.join();
-    }
-    Ok(sent.load(Ordering::Relaxed) as f64 / secs as f64 / 1e3)
-}
-
-/// 4 connections doing 64-byte ping-pong; thousands of transactions/s.
-fn req_resp(lab: &Lab, secs: u64) -> Result<f64> {
-    let dst = SocketAddr::new(lab.host(1).ip.into(), ECHO_PORT);
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut threads = Vec::new();
-    for _ in 0..4 {
-        let mut s = lab.in_ns(0, move || TcpStream::connect(dst))?;
-        s.set_nodelay(true)?;
-        let done = done.clone();
-        threads.push(std::thread::spawn(move || {
-            let msg = [7u8; 64];
-            let mut buf = [0u8; 64];
-            let mut n = 0u64;
-            while Instant::now() < deadline {
-                if s.write_all(&msg).is_err() || s.read_exact(&mut buf).is_err() {
-                    break;
-                }
-                n += 1;
-            }
-            done.fetch_add(n, Ordering::Relaxed);
-        }));
-    }
-    for t in threads {
-        let _ = t.join();
-    }
-    Ok(done.load(Ordering::Relaxed) as f64 / secs as f64 / 1e3)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
