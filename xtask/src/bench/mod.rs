@@ -11,42 +11,26 @@
 //!
 //! With `--latency`: no capture, `cnet capture -s 96` to a file on one veth,
 //! and `cnet latency` on both lab veths (what latency mode costs).
+//!
+//! This module owns the orchestration (variants, rounds, one run with its
+//! capture process, baselines, the results files); `loads` generates the
+//! traffic, `measure` reads the counters and `report` writes the table.
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use cnet_tests::Lab;
-use cnet_tests::traffic::{self, IPERF_PORT, LoadServers};
+use cnet_tests::traffic::LoadServers;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Load {
-    Tcp1,
-    Tcp2,
-    Udp64,
-    ReqResp,
-}
+use loads::Load;
+use measure::{disk_write_rate, iface_packets, kernel, machine_cpu_s, process_cpu_s, summary_count, wait_rusage};
 
-impl Load {
-    fn name(self) -> &'static str {
-        match self {
-            Load::Tcp1 => "tcp-bulk-1",
-            Load::Tcp2 => "tcp-bulk-2",
-            Load::Udp64 => "udp-64B",
-            Load::ReqResp => "tcp-req-resp",
-        }
-    }
-    fn unit(self) -> &'static str {
-        match self {
-            Load::Tcp1 | Load::Tcp2 => "Gbit/s",
-            Load::Udp64 => "kpps",
-            Load::ReqResp => "ktrans/s",
-        }
-    }
-}
+mod loads;
+mod measure;
+mod report;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Tool {
@@ -119,10 +103,18 @@ pub struct Options {
     pub latency: bool,
 }
 
-pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
+/// Builds a release cnet, then benchmarks it.
+pub fn run(opts: &Options) -> Result<()> {
+    crate::setup::run(true)?;
+    crate::util::require_root("the benchmark creates network namespaces and loads eBPF programs")?;
+    let cnet = crate::cnet_build::cnet(true)?;
+    bench(&cnet, opts)
+}
+
+fn bench(cnet: &Path, opts: &Options) -> Result<()> {
     let secs = opts.seconds.unwrap_or(if opts.quick { 2 } else { 8 });
     let rounds = opts.rounds.unwrap_or(if opts.quick { 1 } else { 3 });
-    let all = [Load::Tcp1, Load::Tcp2, Load::Udp64, Load::ReqResp];
+    let all = Load::ALL;
     for name in &opts.loads {
         if !all.iter().any(|l| l.name() == name) {
             bail!("unknown load {name:?}; the loads are tcp-bulk-1, tcp-bulk-2, udp-64B, tcp-req-resp");
@@ -183,9 +175,9 @@ pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
         set_baselines(&mut runs[first..]);
     }
     drop(server);
-    let report = report(&runs, &loads, disk_mb_s, secs, rounds);
+    let report = report::markdown(&runs, &loads, disk_mb_s, secs, rounds);
     println!("{report}");
-    let dir = crate::workspace_root().join("bench/results");
+    let dir = crate::util::workspace_root().join("bench/results");
     std::fs::create_dir_all(&dir)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let kind = match (opts.quick, opts.latency) {
@@ -209,92 +201,6 @@ impl Drop for RemoveDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
-}
-
-/// Sequential write rate of the folder's file system, MB/s (1 GB + fsync).
-fn disk_write_rate(dir: &Path) -> Result<f64> {
-    let path = dir.join("disk-rate");
-    let buf = vec![0x5au8; 1 << 20];
-    let start = Instant::now();
-    let mut f = std::fs::File::create(&path)?;
-    for _ in 0..1000 {
-        f.write_all(&buf)?;
-    }
-    f.sync_all()?;
-    let rate = 1000.0 * 1.048576 / start.elapsed().as_secs_f64();
-    drop(f);
-    std::fs::remove_file(&path)?;
-    Ok(rate)
-}
-
-fn iface_packets(ifname: &str) -> u64 {
-    let read = |f: &str| {
-        std::fs::read_to_string(format!("/sys/class/net/{ifname}/statistics/{f}"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    read("rx_packets") + read("tx_packets")
-}
-
-/// Busy CPU time of the whole machine (user+nice+system+irq+softirq), s.
-fn machine_cpu_s() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let line = stat.lines().next().unwrap_or_default();
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-    let busy = v.first().unwrap_or(&0)
-        + v.get(1).unwrap_or(&0)
-        + v.get(2).unwrap_or(&0)
-        + v.get(5).unwrap_or(&0)
-        + v.get(6).unwrap_or(&0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    busy as f64 / hz
-}
-
-/// User + system CPU seconds a process has used so far (/proc/PID/stat).
-fn process_cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
-    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name.
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    ticks as f64 / hz
-}
-
-/// Waits for a child and returns (cpu seconds, peak RSS KiB).
-fn wait_rusage(child: &mut Child) -> Result<(f64, u64)> {
-    let mut status = 0;
-    // SAFETY: plain wait4 on our own child with valid out-pointers.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as i32;
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    if rc != pid {
-        bail!("wait4 failed: {}", std::io::Error::last_os_error());
-    }
-    let cpu = ru.ru_utime.tv_sec as f64
-        + ru.ru_utime.tv_usec as f64 / 1e6
-        + ru.ru_stime.tv_sec as f64
-        + ru.ru_stime.tv_usec as f64 / 1e6;
-    Ok((cpu, ru.ru_maxrss as u64))
-}
-
-/// "N packets <what>" from tcpdump's or cnet's summary.
-fn summary_count(stderr: &str, what: &str) -> u64 {
-    stderr
-        .lines()
-        .find_map(|l| {
-            let (n, rest) = l.split_once(' ')?;
-            (rest.trim_start_matches("packets ").trim_start_matches("packet ") == what).then(|| n.parse().ok())?
-        })
-        .unwrap_or(0)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -360,7 +266,7 @@ fn one_run(
     // one-time cost that short runs would otherwise spread over few packets.
     let capture_cpu0 = capture.as_ref().map_or(0.0, |c| process_cpu_s(c.id()));
     let t0 = Instant::now();
-    let throughput = generate(lab, load, secs)?;
+    let throughput = loads::generate(lab, load, secs)?;
     let seconds = t0.elapsed().as_secs_f64();
     let crossed = hooked(veth) - crossed0;
     let machine_cpu = machine_cpu_s() - cpu0;
@@ -415,140 +321,4 @@ fn set_baselines(runs: &mut [Run]) {
             _ => f64::NAN,
         };
     }
-}
-
-/// Runs one load for `secs` seconds; returns its throughput in the load's unit.
-fn generate(lab: &Lab, load: Load, secs: u64) -> Result<f64> {
-    match load {
-        Load::Tcp1 | Load::Tcp2 => {
-            let streams = if load == Load::Tcp1 { "1" } else { "2" };
-            let out = lab.exec(
-                0,
-                &[
-                    "iperf3",
-                    "-c",
-                    &lab.host(1).ip.to_string(),
-                    "-p",
-                    &IPERF_PORT.to_string(),
-                    "-t",
-                    &secs.to_string(),
-                    "-P",
-                    streams,
-                    "-J",
-                ],
-            )?;
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3 JSON")?;
-            let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().context("iperf3 result")?;
-            Ok(bps / 1e9)
-        }
-        // kpps counted at the sender.
-        Load::Udp64 => Ok(traffic::udp_flood(lab, 0, 1, secs)? as f64 / secs as f64 / 1e3),
-        // Thousands of transactions/s.
-        Load::ReqResp => Ok(traffic::req_resp(lab, 0, 1, secs)? as f64 / secs as f64 / 1e3),
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    // NaN (e.g. CPU per captured packet when nothing is captured) sorts last.
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
-}
-
-/// Medians of one (load, tool, mode): throughput, completeness, drops,
-/// capture CPU, machine CPU, RSS, write rate, cost; then the smallest and
-/// largest cost of its rounds.
-type Row = (f64, f64, f64, f64, f64, f64, f64, f64, f64, f64);
-
-/// Medians per (load, tool, mode) and the cnet/tcpdump ratios.
-fn report(runs: &[Run], loads: &[Load], disk_mb_s: f64, secs: u64, rounds: usize) -> String {
-    let mut groups: BTreeMap<(&str, &str, &str), Vec<&Run>> = BTreeMap::new();
-    for r in runs {
-        groups.entry((r.load, r.tool, r.mode)).or_default().push(r);
-    }
-    let med = |rs: &[&Run], f: &dyn Fn(&Run) -> f64| median(rs.iter().map(|r| f(r)).collect());
-    // Smallest and largest value over the rounds: how far to trust a median.
-    let spread = |rs: &[&Run], f: &dyn Fn(&Run) -> f64| {
-        rs.iter()
-            .map(|r| f(r))
-            .filter(|v| v.is_finite())
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
-    };
-    let mut s = String::new();
-    let vs_tcpdump = runs.iter().any(|r| r.tool == "tcpdump");
-    s.push_str(&format!(
-        "# {} ({} s per run, {rounds} round(s), medians; kernel {}; disk {:.0} MB/s)\n\n",
-        if vs_tcpdump { "cnet vs tcpdump" } else { "cnet latency vs cnet capture" },
-        secs,
-        kernel(),
-        disk_mb_s
-    ));
-    s.push_str("| load | tool | mode | throughput | cost vs none | completeness | drops | capture CPU µs/pkt | machine CPU µs/pkt | peak RSS MiB | written MB/s |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
-    let mut ratios = String::from(
-        "\n## cnet / tcpdump\n\n| load | mode | throughput | completeness | capture CPU per packet | written MB/s |\n|---|---|---|---|---|---|\n",
-    );
-    for load in loads.iter().copied() {
-        let nones = groups.get(&(load.name(), "none", "-")).map(Vec::as_slice).unwrap_or_default();
-        let base = med(nones, &|r| r.throughput);
-        let (base_lo, base_hi) = spread(nones, &|r| r.throughput);
-        let row = |tool: &str, mode: &str| -> Option<Row> {
-            let rs = groups.get(&(load.name(), tool, mode))?;
-            let tp = med(rs, &|r| r.throughput);
-            let compl = med(rs, &|r| if r.crossed == 0 { 0.0 } else { r.captured as f64 / r.crossed as f64 });
-            let drops = med(rs, &|r| r.dropped as f64);
-            let cpu = med(rs, &|r| if r.captured == 0 { f64::NAN } else { r.capture_cpu_s * 1e6 / r.captured as f64 });
-            let mcpu = med(rs, &|r| if r.crossed == 0 { f64::NAN } else { r.machine_cpu_s * 1e6 / r.crossed as f64 });
-            let rss = med(rs, &|r| r.peak_rss_kib as f64 / 1024.0);
-            let wr = med(rs, &|r| r.bytes_written as f64 / r.seconds / 1e6);
-            let cost_of = |r: &Run| if r.baseline > 0.0 { 1.0 - r.throughput / r.baseline } else { f64::NAN };
-            let cost = med(rs, &cost_of);
-            let (lo, hi) = spread(rs, &cost_of);
-            Some((tp, compl, drops, cpu, mcpu, rss, wr, cost, lo, hi))
-        };
-        s.push_str(&format!(
-            "| {} | none | - | {base:.2} {} ({base_lo:.2}–{base_hi:.2}) | | | | | | | |\n",
-            load.name(),
-            load.unit()
-        ));
-        for mode in
-            [Mode::FullFile, Mode::FullNull, Mode::Snap96File, Mode::FilterNothing, Mode::HookOnly, Mode::LatencyReport]
-        {
-            let mut pair = Vec::new();
-            for tool in ["tcpdump", "cnet", "cnet-latency"] {
-                if let Some((tp, compl, drops, cpu, mcpu, rss, wr, cost, lo, hi)) = row(tool, mode.name()) {
-                    s.push_str(&format!(
-                        "| {} | {tool} | {} | {tp:.2} {} | {:+.1} % ({:+.1}…{:+.1}) | {:.1} % | {drops:.0} | {cpu:.2} | {mcpu:.2} | {rss:.1} | {wr:.0} |\n",
-                        load.name(),
-                        mode.name(),
-                        load.unit(),
-                        -cost * 100.0,
-                        -hi * 100.0,
-                        -lo * 100.0,
-                        compl * 100.0
-                    ));
-                    pair.push((tp, compl, cpu, wr));
-                }
-            }
-            if let [t, c] = pair[..] {
-                ratios.push_str(&format!(
-                    "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
-                    load.name(),
-                    mode.name(),
-                    c.0 / t.0,
-                    c.1 / t.1,
-                    c.2 / t.2,
-                    c.3 / t.3
-                ));
-            }
-        }
-    }
-    if vs_tcpdump {
-        s.push_str(&ratios);
-    }
-    s.push_str("\nthroughput: traffic rate while capturing; completeness: packets captured / packets that crossed the hooked veth (interface counters); cost vs none: median over rounds of 1 − throughput / no-capture throughput at that time (interpolated between the no-capture runs around it), with the range over rounds in brackets (the no-capture row gives its own range); tc hook alone: cnet's programs attached but returning at once (`CNET_HOOK_ONLY=1`), the floor for any tc program; capture CPU: user+system time of the capture process from the start of the load to its exit (start-up excluded, for both tools) per captured packet; machine CPU: all busy CPU time (softirq included) per packet that crossed the veth.\n");
-    s
 }
