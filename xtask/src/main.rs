@@ -7,7 +7,7 @@
 //! - `build`: setup, then build the release cnet binary.
 //! - `demo`: build cnet, make a throwaway lab of two "containers", capture
 //!   their traffic by name into demo.pcapng, remove the lab.
-//! - `test`: setup + test deps, then run every test.
+//! - `test`: setup + test deps, clippy, then run every test.
 //! - `bench`: cnet against tcpdump on the same lab traffic.
 //! - `soak`: a long capture of restarting Docker containers.
 //!
@@ -84,7 +84,8 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         containers: usize,
     },
-    /// Run all tests (as root: they create namespaces and load eBPF).
+    /// Run clippy, then all tests (as root: they create namespaces and load
+    /// eBPF).
     Test {
         /// Extra arguments for `cargo test`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

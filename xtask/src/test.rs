@@ -1,17 +1,19 @@
-//! `cargo xtask test`: setup with the test packages, then every test with the
-//! container runtimes running, ending with one total over all test binaries.
+//! `cargo xtask test`: setup with the test packages, clippy over the
+//! workspace, then every test with the container runtimes running, ending
+//! with one total over all test binaries.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{Runtimes, require_root, workspace_root};
+use crate::util::{self, Runtimes, require_root, workspace_root};
 
-/// Runs `cargo test` with `args` appended.
+/// Runs clippy, then `cargo test` with `args` appended.
 pub fn run(args: &[String]) -> Result<()> {
     crate::setup::run(true)?;
     require_root("the tests create network namespaces and load eBPF programs")?;
+    clippy()?;
     let bin = crate::cnet_build::cnet(false)?;
     // The container tests talk to real Docker, Podman and containerd. The
     // script starts what is not running yet; the guard stops exactly that.
@@ -51,4 +53,16 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("cargo test failed ({status})");
     }
     Ok(())
+}
+
+/// Lints every crate but the eBPF one (which only builds for the BPF target)
+/// with warnings as errors, so a lint fails the run before the slow tests.
+fn clippy() -> Result<()> {
+    eprintln!("xtask: cargo clippy --workspace --exclude cnet-ebpf --all-targets -- -D warnings");
+    util::run(
+        Command::new("cargo")
+            .args(["clippy", "--workspace", "--exclude", "cnet-ebpf", "--all-targets", "--", "-D", "warnings"])
+            .current_dir(workspace_root()),
+    )
+    .context("clippy reported warnings or errors (shown above); fix them, then run the tests again")
 }
