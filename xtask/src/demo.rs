@@ -8,7 +8,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use cnet_tests::{Cnet, Lab, traffic};
 
-pub fn run(cnet: &Path, output: &Path, seconds: u64) -> Result<()> {
+/// Builds a release cnet, then captures the lab for `seconds` into `output`.
+pub fn run(output: &Path, seconds: u64) -> Result<()> {
+    crate::setup::run(false)?;
+    crate::util::require_root("the demo creates network namespaces and loads eBPF programs")?;
+    let bin = crate::cnet_build::cnet(true)?;
+    capture_lab(&bin, output, seconds)
+}
+
+fn capture_lab(cnet: &Path, output: &Path, seconds: u64) -> Result<()> {
     let pid = std::process::id();
     let names = vec![format!("demo-web-{pid}"), format!("demo-db-{pid}")];
     eprintln!("demo: building a lab: netns {} and {} on a bridge", names[0], names[1]);

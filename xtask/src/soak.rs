@@ -44,7 +44,17 @@ fn proc_sample(pid: u32) -> (u64, usize) {
     (rss, fds)
 }
 
-pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
+/// Builds a release cnet, starts the container runtimes that are not running
+/// (and stops them at the end), then soaks.
+pub fn run(opts: &Options) -> Result<()> {
+    crate::setup::run(true)?;
+    crate::util::require_root("the soak starts containers and loads eBPF programs")?;
+    let bin = crate::cnet_build::cnet(true)?;
+    let _runtimes = crate::util::Runtimes::start()?;
+    soak(&bin, opts)
+}
+
+fn soak(cnet: &Path, opts: &Options) -> Result<()> {
     ensure()?;
     let net = DockerNet::new("10.216.0.0/24")?;
     let n = opts.containers.max(2);
@@ -144,7 +154,7 @@ pub fn run(cnet: &Path, opts: &Options) -> Result<()> {
         res.status,
     );
     println!("{report}");
-    let dir = crate::workspace_root().join("bench/results");
+    let dir = crate::util::workspace_root().join("bench/results");
     std::fs::create_dir_all(&dir)?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     std::fs::write(dir.join(format!("{stamp}-soak.md")), &report)?;
