@@ -23,3 +23,4 @@ pub mod reader;
 pub mod resolve;
 pub mod runtime;
 pub mod sinks;
+pub mod text;

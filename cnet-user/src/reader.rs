@@ -73,13 +73,10 @@ pub enum ReadError {
     Malformed { path: String, msg: String },
 }
 
-/// Parses `k=v k=v` comments.
+/// Parses cnet's `key=value` comments (values plain or quoted, see
+/// [`crate::text`]).
 pub fn parse_labels(comment: &str) -> BTreeMap<String, String> {
-    comment
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    crate::text::parse_labels(comment)
 }
 
 /// Reads a whole file. A truncated or corrupt tail (a capture that was killed)
