@@ -174,7 +174,9 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
                 orig_len: pkt.orig_len,
                 decoded: &decoded,
             };
-            serde_json::to_writer(&mut out, &j).map_err(io::Error::from).and_then(|()| out.write_all(b"\n"))
+            // Strings from the file go out JSON-escaped, C1 controls and bidi
+            // overrides included (text::JsonFormatter).
+            text::write_json(&mut out, &j).map_err(io::Error::from).and_then(|()| out.write_all(b"\n"))
         } else {
             let label = short_label(iface, pkt.interface);
             writeln!(out, "{}", format_line(pkt.ts_ns, &label, dir, &decoded))

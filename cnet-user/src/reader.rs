@@ -297,7 +297,7 @@ fn read_pcapng<R: Read>(mut r: R, path: &str, out: &mut CaptureFile, f: &mut OnP
             return Err(malformed(path, format!("block of type {kind:#x} before any section header")));
         }
         let len = order.u32(&head, 4) as usize;
-        if len < 12 + have || len % 4 != 0 {
+        if len < 12 + have || !len.is_multiple_of(4) {
             return Err(malformed(path, format!("block of type {kind:#x} has an invalid length of {len} bytes")));
         }
         if len > MAX_BLOCK {
@@ -313,7 +313,10 @@ fn read_pcapng<R: Read>(mut r: R, path: &str, out: &mut CaptureFile, f: &mut OnP
         }
         let trailer = order.u32(&body, len - 12);
         if trailer as usize != len {
-            return Err(malformed(path, format!("block of type {kind:#x}: length {len} at its start, {trailer} at its end")));
+            return Err(malformed(
+                path,
+                format!("block of type {kind:#x}: length {len} at its start, {trailer} at its end"),
+            ));
         }
         let b = &body[..len - 12];
         let short = || malformed(path, format!("block of type {kind:#x} is too short ({len} bytes)"));
@@ -517,7 +520,8 @@ mod tests {
     }
 
     fn shb(big: bool) -> Vec<u8> {
-        let mut body = if big { vec![0x1a, 0x2b, 0x3c, 0x4d, 0, 1, 0, 0] } else { vec![0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0] };
+        let mut body =
+            if big { vec![0x1a, 0x2b, 0x3c, 0x4d, 0, 1, 0, 0] } else { vec![0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0] };
         body.extend_from_slice(&[0xff; 8]);
         block(big, SHB, &body)
     }
@@ -651,8 +655,9 @@ mod tests {
         let file = r.unwrap();
         assert_eq!(packets.len(), names.len());
         for (p, name) in packets.iter().zip(names) {
-            let want: BTreeMap<String, String> =
-                [("ns", name), ("netns", "42"), ("iface", name), ("dir", "in")].map(|(k, v)| (k.into(), v.into())).into();
+            let want: BTreeMap<String, String> = [("ns", name), ("netns", "42"), ("iface", name), ("dir", "in")]
+                .map(|(k, v)| (k.into(), v.into()))
+                .into();
             assert_eq!(p.labels, want);
             let iface = &file.interfaces[p.interface as usize];
             assert_eq!(crate::readback::owner(iface), (!name.is_empty()).then(|| format!("netns:{name}")));

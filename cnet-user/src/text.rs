@@ -241,6 +241,69 @@ pub fn format_labels<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) ->
     s
 }
 
+/// A serde_json formatter (around `F`, compact or pretty) that also writes
+/// the characters that [`escape`] escapes as `\uXXXX`: serde_json escapes
+/// only C0 controls, and JSON printed to a terminal must not carry a C1
+/// control or a bidi override either. Any JSON parser reads the same value.
+pub struct JsonFormatter<F>(pub F);
+
+macro_rules! delegate {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $name<W: ?Sized + std::io::Write>(&mut self, w: &mut W $(, $arg: $ty)*) -> std::io::Result<()> {
+            self.0.$name(w $(, $arg)*)
+        }
+    )*};
+}
+
+impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for JsonFormatter<F> {
+    delegate! {
+        begin_array(); end_array(); begin_array_value(first: bool); end_array_value();
+        begin_object(); end_object(); begin_object_key(first: bool); end_object_key();
+        begin_object_value(); end_object_value();
+    }
+
+    fn write_string_fragment<W: ?Sized + std::io::Write>(&mut self, w: &mut W, fragment: &str) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if !is_shown(c) {
+                w.write_all(&fragment.as_bytes()[start..i])?;
+                // Every character that is not shown is in the BMP: one \u.
+                write!(w, "\\u{:04x}", u32::from(c))?;
+                start = i + c.len_utf8();
+            }
+        }
+        w.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// Writes `value` as one line of compact JSON through [`JsonFormatter`].
+pub fn write_json<W: std::io::Write, T: serde::Serialize + ?Sized>(w: W, value: &T) -> serde_json::Result<()> {
+    value.serialize(&mut serde_json::Serializer::with_formatter(w, JsonFormatter(serde_json::ser::CompactFormatter)))
+}
+
+/// Writes `value` as indented JSON through [`JsonFormatter`].
+pub fn write_json_pretty<W: std::io::Write, T: serde::Serialize + ?Sized>(w: W, value: &T) -> serde_json::Result<()> {
+    let f = JsonFormatter(serde_json::ser::PrettyFormatter::new());
+    value.serialize(&mut serde_json::Serializer::with_formatter(w, f))
+}
+
+/// Whether `e` is a write to a pipe whose reader went away (EPIPE).
+pub fn is_broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}
+
+/// Writes `s` to standard output and flushes it. A reader that went away
+/// (`cnet … | head -3`) is not an error: as ripgrep does, cnet then stops
+/// printing and exits 0 (`println!` would panic on the closed pipe).
+pub fn print_stdout(s: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        r => r,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,6 +363,23 @@ mod tests {
         let l = parse_labels(r#"a="x\qy b=c"#);
         assert_eq!(l["a"], r"x\qy b=c");
         assert_eq!(parse_labels(r#"a="\x4" b="\u{110000}""#)["a"], r"\x4");
+    }
+
+    #[test]
+    fn json_escapes_what_the_terminal_would_act_on() {
+        let v = serde_json::json!({"k\u{9b}": ["a\u{1b}[2J\u{9b}0m\u{202e}\n\"ü✓\u{1f600}"]});
+        let mut compact = Vec::new();
+        write_json(&mut compact, &v).unwrap();
+        let compact = String::from_utf8(compact).unwrap();
+        assert_eq!(compact, r#"{"k\u009b":["a\u001b[2J\u009b0m\u202e\n\"ü✓😀"]}"#);
+        let mut pretty = Vec::new();
+        write_json_pretty(&mut pretty, &v).unwrap();
+        let pretty = String::from_utf8(pretty).unwrap();
+        assert!(pretty.contains("\n  \"k\\u009b\": [\n"), "{pretty}");
+        for s in [compact, pretty] {
+            assert!(s.chars().all(|c| c == '\n' || is_shown(c)), "{s}");
+            assert_eq!(serde_json::from_str::<serde_json::Value>(&s).unwrap(), v);
+        }
     }
 
     proptest! {
