@@ -201,7 +201,7 @@ pub async fn run_with_sink<'s>(
             names.push("no interface yet, waiting for containers".into());
         }
         let filter = match &opts.filter {
-            Some(f) => format!(", filter \"{f}\""),
+            Some(f) => format!(", filter \"{}\"", crate::text::escape(f)),
             None => String::new(),
         };
         eprintln!("cnet: capturing on {} ({}, snaplen {snaplen} bytes{filter})", names.join(", "), capture.mode_name());
@@ -522,8 +522,15 @@ fn output_context(o: &Output) -> String {
     }
 }
 
+/// `veth7 (netns:blue eth0)`, escaped for the terminal (names come from
+/// runtimes and namespaces).
 fn describe(ep: &Endpoint) -> String {
-    if ep.peer_view { format!("{} ({} {})", ep.ifname, ep.label.owner, ep.label.iface) } else { ep.ifname.clone() }
+    let s = if ep.peer_view {
+        format!("{} ({})", ep.ifname, crate::text::owner_label(&ep.label.owner, &ep.label.iface))
+    } else {
+        ep.ifname.clone()
+    };
+    crate::text::escape(&s).into_owned()
 }
 
 /// tcpdump's closing lines, preceded by one line per interface.
@@ -532,8 +539,11 @@ pub fn print_summary(s: &Summary) {
     for (name, st) in &s.interfaces {
         let _ = writeln!(
             err,
-            "cnet: {name}: {} seen, {} captured, {} dropped",
-            st.kernel.seen, st.delivered, st.kernel.lost
+            "cnet: {}: {} seen, {} captured, {} dropped",
+            crate::text::escape(name),
+            st.kernel.seen,
+            st.delivered,
+            st.kernel.lost
         );
     }
     let plural = |n: u64| if n == 1 { "" } else { "s" };

@@ -17,6 +17,7 @@ use crate::attach::AttachMode;
 use crate::capture::{self, CaptureOptions, Output};
 use crate::resolve::{self, HostLinks, ResolveError, Target};
 use crate::sinks::Direction;
+use crate::text;
 
 /// Interface that captures every target at once.
 pub const ALL: &str = "cnet-all";
@@ -156,32 +157,39 @@ pub async fn run(args: &[String]) -> Result<()> {
         _ => {}
     }
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!(
-            "Wireshark runs `cnet extcap --extcap-interfaces …`; set it up with:\n  cnet extcap install [--user|--system]\n  cnet extcap uninstall [--user|--system]"
-        );
+        text::print_stdout(
+            "Wireshark runs `cnet extcap --extcap-interfaces …`; set it up with:\n  cnet extcap install [--user|--system]\n  cnet extcap uninstall [--user|--system]\n",
+        )?;
         return Ok(());
     }
     let call = parse(args);
     let version = env!("CARGO_PKG_VERSION");
     if call.interfaces || (call.version && call.interface.is_none()) {
-        println!("extcap {{version={version}}}{{help=https://example.invalid/cnet}}");
+        let mut out = format!("extcap {{version={version}}}{{help=https://example.invalid/cnet}}\n");
         if call.interfaces {
-            println!("interface {{value={ALL}}}{{display=cnet: all containers and network namespaces}}");
+            out.push_str(&format!(
+                "interface {{value={ALL}}}{{display=cnet: all containers and network namespaces}}\n"
+            ));
             for t in list_targets().await {
-                println!("interface {{value={}}}{{display={}}}", t.interface, t.display);
+                out.push_str(&format!(
+                    "interface {{value={}}}{{display={}}}\n",
+                    field(&t.interface),
+                    field(&t.display)
+                ));
             }
         }
+        text::print_stdout(&out)?;
         return Ok(());
     }
     let Some(iface) = call.interface.clone() else {
         bail!("no --extcap-interface given: this command is run by Wireshark; set it up with `cnet extcap install`");
     };
     if call.dlts {
-        println!("dlt {{number=1}}{{name=EN10MB}}{{display=Ethernet (cnet pcapng with container labels)}}");
+        text::print_stdout("dlt {number=1}{name=EN10MB}{display=Ethernet (cnet pcapng with container labels)}\n")?;
         return Ok(());
     }
     if call.config {
-        print_config(&list_targets().await);
+        text::print_stdout(&config(&list_targets().await))?;
         return Ok(());
     }
     let filter = call.capture_filter.as_deref().unwrap_or("").trim();
@@ -191,7 +199,8 @@ pub async fn run(args: &[String]) -> Result<()> {
         if !filter.is_empty()
             && let Err(e) = cnet_filter::Filter::compile(filter, 65535)
         {
-            println!("{e}");
+            // One line: a line break would start a protocol line of its own.
+            text::print_stdout(&format!("{}\n", field(&e.to_string())))?;
         }
         return Ok(());
     }
@@ -202,31 +211,53 @@ pub async fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn print_config(targets: &[ExtcapTarget]) {
-    println!(
-        "arg {{number=0}}{{call=--snaplen}}{{display=Snapshot length}}{{tooltip=Bytes kept of each packet (0 = all, at most 65535)}}{{type=integer}}{{range=0,65535}}{{default=65535}}"
+/// One field of an extcap sentence: names come from runtimes and may hold
+/// line breaks or braces, which would forge interfaces or values.
+fn field(s: &str) -> std::borrow::Cow<'_, str> {
+    text::escape_extcap(s)
+}
+
+/// The `--extcap-config` sentences.
+fn config(targets: &[ExtcapTarget]) -> String {
+    let mut out = String::new();
+    let mut line = |l: &str| {
+        out.push_str(l);
+        out.push('\n');
+    };
+    line(
+        "arg {number=0}{call=--snaplen}{display=Snapshot length}{tooltip=Bytes kept of each packet (0 = all, at most 65535)}{type=integer}{range=0,65535}{default=65535}",
     );
-    println!(
-        "arg {{number=1}}{{call=--targets}}{{display=Capture also}}{{tooltip=More namespaces to capture in the same file (cnet-all: only these, if any are checked)}}{{type=multicheck}}"
+    line(
+        "arg {number=1}{call=--targets}{display=Capture also}{tooltip=More namespaces to capture in the same file (cnet-all: only these, if any are checked)}{type=multicheck}",
     );
     for t in targets {
-        println!("value {{arg=1}}{{value={}}}{{display={}}}{{enabled=true}}{{default=false}}", t.interface, t.display);
+        line(&format!(
+            "value {{arg=1}}{{value={}}}{{display={}}}{{enabled=true}}{{default=false}}",
+            field(&t.interface),
+            field(&t.display)
+        ));
     }
-    println!(
-        "arg {{number=2}}{{call=--direction}}{{display=Direction}}{{tooltip=Direction relative to the container}}{{type=selector}}{{default=both}}"
+    line(
+        "arg {number=2}{call=--direction}{display=Direction}{tooltip=Direction relative to the container}{type=selector}{default=both}",
     );
-    println!("value {{arg=2}}{{value=both}}{{display=both}}{{default=true}}");
-    println!("value {{arg=2}}{{value=in}}{{display=in (received by the container)}}{{default=false}}");
-    println!("value {{arg=2}}{{value=out}}{{display=out (sent by the container)}}{{default=false}}");
+    line("value {arg=2}{value=both}{display=both}{default=true}");
+    line("value {arg=2}{value=in}{display=in (received by the container)}{default=false}");
+    line("value {arg=2}{value=out}{display=out (sent by the container)}{default=false}");
+    out
 }
 
 fn capture_options(call: &Call, iface: &str, fifo: PathBuf, known: Vec<ExtcapTarget>) -> Result<CaptureOptions> {
     let lookup = |name: &str| -> Result<Target> {
-        known
-            .iter()
-            .find(|t| t.interface == name)
-            .map(|t| t.target.clone())
-            .with_context(|| format!("no capturable target {name:?} any more; refresh Wireshark's interface list"))
+        let mut found = known.iter().filter(|t| t.interface == name);
+        let t = found
+            .next()
+            .with_context(|| format!("no capturable target {name:?} any more; refresh Wireshark's interface list"))?;
+        // Names that differ only in characters an interface name cannot
+        // hold map to one interface: capture neither rather than a guess.
+        if let Some(other) = found.next() {
+            bail!("{name} stands for both {} and {}: capture them with `cnet capture` by name", t.target, other.target);
+        }
+        Ok(t.target.clone())
     };
     let mut targets = Vec::new();
     if iface != ALL {

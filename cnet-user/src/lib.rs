@@ -22,3 +22,4 @@ pub mod reader;
 pub mod resolve;
 pub mod runtime;
 pub mod sinks;
+pub mod text;

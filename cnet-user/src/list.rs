@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::resolve::HostLinks;
 use crate::runtime::endpoints::resolve_container;
 use crate::runtime::{Container, connect_many};
+use crate::text;
 
 /// One interface of a container, both ends.
 #[derive(Debug, Serialize)]
@@ -80,7 +81,7 @@ pub async fn run(json: bool) -> Result<()> {
 fn print(rows: &[ContainerRow], json: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, rows).map_err(std::io::Error::from)?;
+        text::write_json_pretty(&mut out, rows).map_err(std::io::Error::from)?;
         writeln!(out)?;
         return Ok(());
     }
@@ -89,6 +90,9 @@ fn print(rows: &[ContainerRow], json: bool) -> Result<()> {
         "{:<10} {:<24} {:<12} {:<20} {:>7} {:>10}  INTERFACES",
         "RUNTIME", "NAME", "ID", "IMAGE", "PID", "NETNS"
     )?;
+    // Names, ids, images and reasons come from the runtimes: escaped, so
+    // that none can drive the terminal or forge a row.
+    let esc = |s: &str| text::escape(s).into_owned();
     for r in rows {
         let c = &r.container;
         let name = match &c.namespace {
@@ -104,13 +108,14 @@ fn print(rows: &[ContainerRow], json: bool) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
+        let ifaces = esc(&ifaces);
         writeln!(
             out,
             "{:<10} {:<24} {:<12} {:<20} {:>7} {:>10}  {ifaces}",
             c.runtime.name(),
-            name,
-            c.short_id(),
-            c.image,
+            esc(&name),
+            esc(c.short_id()),
+            esc(&c.image),
             c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             r.netns_inode.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
         )?;

@@ -2,15 +2,18 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use cnet::cli::{Cli, Command};
-use cnet::{capture, extcap, latency, readback};
+use cnet::{capture, extcap, latency, readback, text};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_ordered();
     // Messages for humans: "cnet: warning: …", no timestamps or module paths.
+    // They quote names from runtimes, files and packets: escaped, so that
+    // none can move the cursor, recolour or clear the terminal, or forge a
+    // line.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format(|buf, record| {
             let level = record.level().as_str().to_lowercase();
-            writeln!(buf, "cnet: {level}: {}", record.args())
+            writeln!(buf, "cnet: {level}: {}", text::escape(&record.args().to_string()))
         })
         .init();
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {
-    eprintln!("cnet: error: {e:#}");
+    // Error messages may quote such names too (see the logger above).
+    eprintln!("cnet: error: {}", text::escape(&format!("{e:#}")));
     ExitCode::FAILURE
 }

@@ -18,6 +18,7 @@ use crate::decode::{self, Decoded, Link};
 use crate::reader::{self, FileInterface, FilePacket};
 use crate::sinks::Direction;
 use crate::sinks::print::format_line;
+use crate::text;
 
 #[derive(Clone, Debug, Default)]
 pub struct ReadOptions {
@@ -42,7 +43,7 @@ pub struct JsonPacket<'a> {
     pub interface: JsonInterface<'a>,
     /// `netns:blue`, `container:web`, …; absent for files without cnet labels.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub owner: Option<&'a str>,
+    pub owner: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direction: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,28 +65,39 @@ pub struct JsonInterface<'a> {
     pub linktype: u32,
 }
 
-/// The owner in a cnet interface description: its first word when that
-/// looks like `kind:name` (`netns:blue`, `pid:42`, `container:web`).
-pub fn owner(iface: &FileInterface) -> Option<&str> {
-    let first = iface.description.split_whitespace().next()?;
-    let (kind, name) = first.split_once(':')?;
-    (!kind.is_empty() && !name.is_empty() && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        .then_some(first)
+/// The owner at the start of a cnet interface description, `kind:name`
+/// with the name read as a label value (`netns:blue`; `netns:"a b"` gives
+/// `netns:a b`), and the rest of the description.
+fn parse_owner(description: &str) -> Option<(String, &str)> {
+    let (kind, rest) = description.split_once(':')?;
+    if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return None;
+    }
+    let (name, rest) = text::parse_value(rest);
+    (!name.is_empty() && (rest.is_empty() || rest.starts_with(char::is_whitespace)))
+        .then(|| (format!("{kind}:{name}"), rest))
+}
+
+/// The owner in a cnet interface description (`netns:blue`, `pid:42`,
+/// `docker:web`).
+pub fn owner(iface: &FileInterface) -> Option<String> {
+    parse_owner(&iface.description).map(|(o, _)| o)
 }
 
 /// The label printed before the direction: `netns:blue eth0` for cnet's
-/// files (the description up to the address list), else the interface
-/// name, else `if<N>`.
+/// files (the owner and interface at the start of the description, as label
+/// values), else the interface name, else `if<N>`. Escaped when printed.
 fn short_label(iface: Option<&FileInterface>, id: u32) -> String {
-    match iface {
-        Some(i) if owner(i).is_some() => {
-            let d = &i.description;
-            let end = [" [", " ("].iter().filter_map(|m| d.find(m)).min().unwrap_or(d.len());
-            d[..end].to_string()
-        }
-        Some(i) if !i.name.is_empty() => i.name.clone(),
-        _ => format!("if{id}"),
+    let Some(i) = iface else { return format!("if{id}") };
+    if let Some((owner, rest)) = parse_owner(&i.description) {
+        let rest = rest.trim_start();
+        return if rest.is_empty() || rest.starts_with(['[', '(']) {
+            text::owner_value(&owner)
+        } else {
+            text::owner_label(&owner, &text::parse_value(rest).0)
+        };
     }
+    if i.name.is_empty() { format!("if{id}") } else { i.name.clone() }
 }
 
 /// Whether `name` selects the packet: a `container=`, `ns=` or `pid=`
@@ -162,7 +174,9 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
                 orig_len: pkt.orig_len,
                 decoded: &decoded,
             };
-            serde_json::to_writer(&mut out, &j).map_err(io::Error::from).and_then(|()| out.write_all(b"\n"))
+            // Strings from the file go out JSON-escaped, C1 controls and bidi
+            // overrides included (text::JsonFormatter).
+            text::write_json(&mut out, &j).map_err(io::Error::from).and_then(|()| out.write_all(b"\n"))
         } else {
             let label = short_label(iface, pkt.interface);
             writeln!(out, "{}", format_line(pkt.ts_ns, &label, dir, &decoded))
@@ -221,7 +235,7 @@ mod tests {
     #[test]
     fn labels_of_cnet_and_foreign_interfaces() {
         assert_eq!(short_label(Some(&cnet_iface()), 0), "netns:blue eth0");
-        assert_eq!(owner(&cnet_iface()), Some("netns:blue"));
+        assert_eq!(owner(&cnet_iface()).as_deref(), Some("netns:blue"));
         let host = FileInterface { name: "eth0".into(), description: "host interface eth0".into(), linktype: 1 };
         assert_eq!(short_label(Some(&host), 0), "eth0");
         assert_eq!(owner(&host), None);
@@ -238,5 +252,27 @@ mod tests {
         assert!(!owner_matches("red", Some(&i), &p));
         assert!(owner_matches("web", None, &pkt("container=web iface=eth0 dir=in")));
         assert_eq!(direction(&p), Some(Direction::Out));
+    }
+
+    #[test]
+    fn hostile_names_select_and_print_only_themselves() {
+        let evil = FileInterface {
+            name: "veth9".into(),
+            description: r#"netns:"evil blue" "eth0\x1b[2J" (netns inode 1)"#.into(),
+            linktype: 1,
+        };
+        let p = pkt(r#"ns="evil dir=in ns=blue" iface="eth0\x1b[2J" dir=out"#);
+        assert_eq!(owner(&evil).as_deref(), Some("netns:evil blue"));
+        assert!(!owner_matches("blue", Some(&evil), &p));
+        assert!(!owner_matches("evil", Some(&evil), &p));
+        assert!(owner_matches("evil blue", Some(&evil), &p));
+        assert!(owner_matches("evil dir=in ns=blue", Some(&evil), &p));
+        assert_eq!(direction(&p), Some(Direction::Out));
+        assert_eq!(short_label(Some(&evil), 0), r#"netns:"evil blue" "eth0\x1b[2J""#);
+        // Raw control characters in a foreign file are escaped when printed.
+        let foreign = FileInterface { name: "eth0\x1b]0;pwned\x07\n12:00 fake".into(), ..Default::default() };
+        let line = format_line(0, &short_label(Some(&foreign), 0), None, &decode::decode(Link::Ethernet, &[]));
+        assert!(line.chars().all(crate::text::is_shown), "{line:?}");
+        assert!(line.contains(r"eth0\x1b]0;pwned\x07\x0a12:00 fake"), "{line}");
     }
 }

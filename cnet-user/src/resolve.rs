@@ -99,12 +99,14 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// pcapng `if_description`.
+    /// pcapng `if_description`. The owner's name and the interface name are
+    /// label values (quoted where needed, see [`crate::text`]), so that
+    /// readers find where they end whatever the names contain.
     pub fn description(&self) -> String {
         if !self.peer_view {
             return format!("host interface {}", self.ifname);
         }
-        let mut s = format!("{} {}", self.label.owner, self.label.iface);
+        let mut s = crate::text::owner_label(&self.label.owner, &self.label.iface);
         if !self.label.addrs.is_empty() {
             s.push_str(&format!(" [{}]", self.label.addrs.join(", ")));
         }

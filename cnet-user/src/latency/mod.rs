@@ -61,10 +61,13 @@ impl Engine {
             self.labels.resize(id + 1, String::new());
         }
         self.links[id] = link;
-        self.labels[id] = iface.short.clone();
+        // Names from runtimes and namespaces reach the table, the JSON and
+        // the plot: label values (quoted where needed), escaped.
+        let label = crate::text::escape(&iface.short).into_owned();
+        self.labels[id] = label.clone();
         let addrs: Vec<IpAddr> = ep.label.addrs.iter().filter_map(|a| a.split('/').next()?.parse().ok()).collect();
-        let owner = if ep.peer_view { ep.label.owner.clone() } else { String::new() };
-        self.flows.add_vantage(iface.id, Vantage { label: iface.short.clone(), owner, addrs });
+        let owner = if ep.peer_view { crate::text::owner_value(&ep.label.owner) } else { String::new() };
+        self.flows.add_vantage(iface.id, Vantage { label, owner, addrs });
         self.hops.enabled = self.links.len() >= 2;
     }
 
@@ -190,10 +193,11 @@ pub async fn run(opts: LatencyOptions) -> Result<()> {
     let stdout_is_free = !pcap_on_stdout;
     let mut out = io::stdout().lock();
     let mut err = io::stderr().lock();
+    let mut printed = Ok(());
     if opts.json {
         let json = report.json();
         if stdout_is_free {
-            writeln!(out, "{json}").context("cannot write to standard output")?;
+            printed = writeln!(out, "{json}");
             if !quiet {
                 let _ = write!(err, "{table}");
             }
@@ -201,11 +205,15 @@ pub async fn run(opts: LatencyOptions) -> Result<()> {
             let _ = writeln!(err, "{json}");
         }
     } else if stdout_is_free {
-        write!(out, "{table}").context("cannot write to standard output")?;
+        printed = write!(out, "{table}");
     } else {
         let _ = write!(err, "{table}");
     }
-    out.flush().context("cannot write to standard output")?;
+    match printed.and_then(|()| out.flush()) {
+        // The reader went away (`| head`): not an error; the plot is still written.
+        Err(e) if !crate::text::is_broken_pipe(&e) => return Err(e).context("cannot write to standard output"),
+        _ => {}
+    }
 
     if let (Some(path), Some(format), Some(mut file)) = (&opts.plot, plot_format, plot_file) {
         let text = match format {

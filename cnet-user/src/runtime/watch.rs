@@ -64,12 +64,16 @@ impl Watcher {
             match w.resolve(c).await {
                 Ok(eps) => endpoints.extend(eps),
                 Err(reason) if c.pid.is_none() => {
-                    eprintln!("cnet: container {} {reason}; attaching it when it starts", c.qualified_name());
+                    let line = format!("container {} {reason}; attaching it when it starts", c.qualified_name());
+                    eprintln!("cnet: {}", crate::text::escape(&line));
                 }
                 Err(reason) if w.selection.names_explicitly(c, &all) => {
                     bail!("container {} {reason}", c.qualified_name())
                 }
-                Err(reason) => eprintln!("cnet: skipping container {}: it {reason}", c.qualified_name()),
+                Err(reason) => {
+                    let line = format!("skipping container {}: it {reason}", c.qualified_name());
+                    eprintln!("cnet: {}", crate::text::escape(&line));
+                }
             }
         }
         let unfiltered: Vec<String> = endpoints.iter().map(|e| e.label.iface.clone()).collect();

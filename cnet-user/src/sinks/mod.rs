@@ -7,6 +7,7 @@ use std::io;
 use cnet_common::{Counters, Hook};
 
 use crate::resolve::Endpoint;
+use crate::text;
 
 pub mod pcapng;
 pub mod print;
@@ -57,7 +58,8 @@ pub struct Iface {
     /// Per-packet comments, precomputed so the hot path does not format.
     pub comment_in: String,
     pub comment_out: String,
-    /// Short label for printed lines: `netns:blue eth0`.
+    /// Short label for printed lines: `netns:blue eth0` (names as label
+    /// values, see [`text::owner_label`]; escaped when printed).
     pub short: String,
     /// The capture filter expression (pcapng `if_filter`), if any.
     pub filter: Option<String>,
@@ -65,18 +67,16 @@ pub struct Iface {
 
 impl Iface {
     pub fn new(id: u32, endpoint: Endpoint, snaplen: u32) -> Iface {
+        // Values from runtimes and namespaces are quoted where needed
+        // (crate::text), so no name can add or change a pair.
         let comment = |dir: Direction| {
-            let mut s = String::new();
-            for (k, v) in &endpoint.label.comment_fields {
-                s.push_str(&format!("{k}={v} "));
-            }
-            s.push_str(&format!("iface={} dir={}", endpoint.label.iface, dir.as_str()));
-            s
+            let fields = endpoint.label.comment_fields.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            text::format_labels(fields.chain([("iface", endpoint.label.iface.as_str()), ("dir", dir.as_str())]))
         };
         let short = if endpoint.label.owner.is_empty() {
             endpoint.ifname.clone()
         } else {
-            format!("{} {}", endpoint.label.owner, endpoint.label.iface)
+            text::owner_label(&endpoint.label.owner, &endpoint.label.iface)
         };
         Iface {
             id,

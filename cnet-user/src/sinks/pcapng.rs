@@ -35,9 +35,36 @@ pub fn datalink(arphrd: u16) -> DataLink {
     }
 }
 
+/// Longest value of one pcapng option: its length field has 16 bits.
+pub const MAX_OPTION: usize = u16::MAX as usize;
+
+/// Text bounded to one option's length, cut at a character boundary with a
+/// marker (`…[truncated]`): a longer value would overflow the length field,
+/// and a reader would then take the rest of the value for more options or
+/// blocks (or refuse the file).
+fn bound_text(s: &str) -> Cow<'_, str> {
+    crate::text::truncate(s, MAX_OPTION)
+}
+
+/// [`bound_text`] for option bytes that hold UTF-8 text (the comment).
+fn bound_bytes(b: &[u8]) -> Cow<'_, [u8]> {
+    if b.len() <= MAX_OPTION {
+        return Cow::Borrowed(b);
+    }
+    let marker = crate::text::TRUNCATED.as_bytes();
+    let mut end = MAX_OPTION - marker.len();
+    // Back to the start of a UTF-8 character (not a continuation byte).
+    while end > 0 && b[end] & 0xc0 == 0x80 {
+        end -= 1;
+    }
+    Cow::Owned([&b[..end], marker].concat())
+}
+
 /// Value of the `if_filter` option for a libpcap filter string: a type byte
-/// (0 = libpcap filter string) followed by the expression.
+/// (0 = libpcap filter string) followed by the expression (bounded to fit
+/// the option).
 pub fn if_filter_value(expression: &str) -> Vec<u8> {
+    let expression = crate::text::truncate(expression, MAX_OPTION - 1);
     let mut v = Vec::with_capacity(1 + expression.len());
     v.push(0);
     v.extend_from_slice(expression.as_bytes());
@@ -89,7 +116,7 @@ impl<W: Write> PcapngSink<W> {
             section_length: -1,
             options: vec![
                 SectionHeaderOption::UserApplication(Cow::Owned(format!("cnet {}", env!("CARGO_PKG_VERSION")))),
-                SectionHeaderOption::OS(Cow::Owned(os.to_string())),
+                SectionHeaderOption::OS(Cow::Owned(bound_text(os).into_owned())),
             ],
         };
         let buf = Vec::with_capacity(BATCH_BYTES + 2 * 65536);
@@ -311,9 +338,10 @@ impl Write for BlockFile {
     }
 }
 
-/// EPB options: `epb_flags`, an `opt_comment` unless `comment` is empty,
-/// and the end-of-options marker.
+/// EPB options: `epb_flags`, an `opt_comment` unless `comment` is empty
+/// (bounded to one option), and the end-of-options marker.
 fn epb_options(flags: u32, comment: &[u8]) -> Vec<u8> {
+    let comment = bound_bytes(comment);
     let mut v = Vec::with_capacity(16 + comment.len());
     v.extend_from_slice(&2u16.to_ne_bytes()); // epb_flags
     v.extend_from_slice(&4u16.to_ne_bytes());
@@ -321,7 +349,7 @@ fn epb_options(flags: u32, comment: &[u8]) -> Vec<u8> {
     if !comment.is_empty() {
         v.extend_from_slice(&1u16.to_ne_bytes()); // opt_comment
         v.extend_from_slice(&(comment.len() as u16).to_ne_bytes());
-        v.extend_from_slice(comment);
+        v.extend_from_slice(&comment);
         v.resize(v.len().next_multiple_of(4), 0);
     }
     v.extend_from_slice(&[0; 4]); // opt_endofopt
@@ -388,6 +416,7 @@ pub fn write_epb<W: Write>(
     packet_id: Option<u64>,
 ) -> io::Result<()> {
     const ZEROS: [u8; 4] = [0; 4];
+    let comment = &*bound_bytes(comment);
     let pad = |n: usize| (4 - n % 4) % 4;
     let data_pad = pad(data.len());
     let comment_len = if comment.is_empty() { 0 } else { 4 + comment.len() + pad(comment.len()) };
@@ -434,8 +463,8 @@ impl<W: Write> Sink for PcapngSink<W> {
     fn add_interface(&mut self, iface: &Iface) -> io::Result<()> {
         let ep = &iface.endpoint;
         let mut options = vec![
-            InterfaceDescriptionOption::IfName(Cow::Owned(ep.ifname.clone())),
-            InterfaceDescriptionOption::IfDescription(Cow::Owned(ep.description())),
+            InterfaceDescriptionOption::IfName(Cow::Owned(bound_text(&ep.ifname).into_owned())),
+            InterfaceDescriptionOption::IfDescription(Cow::Owned(bound_text(&ep.description()).into_owned())),
             InterfaceDescriptionOption::IfTsResol(InterfaceTsResolution::NANO),
         ];
         if let Some(expr) = &iface.filter {
@@ -572,6 +601,106 @@ pub(crate) mod tests {
             }
         }
         assert_eq!(epbs, 8);
+    }
+
+    /// Every option of every block, as `(block type, option code, value)`,
+    /// walked by hand: what any reader sees, whatever pcap-file accepts.
+    fn options_of(bytes: &[u8]) -> Vec<(u32, u16, Vec<u8>)> {
+        let u32_at = |b: &[u8], i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().unwrap());
+        let u16_at = |b: &[u8], i: usize| u16::from_ne_bytes(b[i..i + 2].try_into().unwrap());
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let (kind, len) = (u32_at(bytes, at), u32_at(bytes, at + 4) as usize);
+            assert_eq!(u32_at(bytes, at + len - 4) as usize, len, "block trailer");
+            let body = &bytes[at + 8..at + len - 4];
+            let mut o = match kind {
+                0x0a0d0d0a => 16,
+                1 => 8,
+                6 => 20 + (u32_at(body, 12) as usize).next_multiple_of(4),
+                5 => 12,
+                _ => body.len(),
+            };
+            while o + 4 <= body.len() {
+                let (code, n) = (u16_at(body, o), u16_at(body, o + 2) as usize);
+                if code == 0 {
+                    break;
+                }
+                out.push((kind, code, body[o + 4..o + 4 + n].to_vec()));
+                o += 4 + n.next_multiple_of(4);
+            }
+            at += len;
+        }
+        out
+    }
+
+    #[test]
+    fn overlong_options_are_cut_never_wrapped() {
+        // A comment of 65536 + k bytes used to be written with its length
+        // modulo 65536: readers took the comment's tail for more options
+        // (a forged comment); at 70 000 bytes no reader could read the file.
+        for len in [65535usize, 65536, 65536 + 40, 70_000, 200_000] {
+            let forged = "\0\0\x01\0\x0bns=blue dir=in";
+            let long = format!("{}{forged}", "é".repeat((len - forged.len()) / 2 + 1));
+            let mut ep = endpoint();
+            ep.label.addrs = vec![long.clone()];
+            ep.ifname = long.clone();
+            let mut iface = Iface::new(0, ep, 96).with_filter(Some(&long));
+            iface.comment_out = long.clone();
+            let mut sink = PcapngSink::new(Vec::new(), &long).unwrap();
+            sink.add_interface(&iface).unwrap();
+            let data = [7u8; 60];
+            sink.packet(&iface, &Packet { ts_ns: 1, dir: Direction::Out, orig_len: 60, data: &data }).unwrap();
+            sink.packet_with_id(&iface, &Packet { ts_ns: 2, dir: Direction::Out, orig_len: 60, data: &data }, Some(9))
+                .unwrap();
+            sink.finish(&[IfaceStats::default()]).unwrap();
+            let bytes = sink.get_ref().clone();
+            let options = options_of(&bytes);
+            for (kind, code, value) in &options {
+                assert!(value.len() <= MAX_OPTION, "block {kind} option {code}: {} bytes", value.len());
+                let text = if *kind == 1 && *code == 11 { &value[1..] } else { &value[..] };
+                if let Ok(t) = std::str::from_utf8(text)
+                    && t.len() >= long.len().min(MAX_OPTION - 1)
+                {
+                    assert!(long.len() <= MAX_OPTION || t.ends_with(crate::text::TRUNCATED), "{len}: {code}");
+                }
+            }
+            let comments: Vec<_> = options.iter().filter(|(k, c, _)| *k == 6 && *c == 1).collect();
+            assert_eq!(comments.len(), 2, "{len}: one comment per packet, nothing forged");
+            let mut reader = PcapNgReader::new(&bytes[..]).unwrap();
+            let mut epbs = 0;
+            while let Some(block) = reader.next_block() {
+                if let Block::EnhancedPacket(epb) = block.unwrap().0 {
+                    assert_eq!(&epb.data[..], &data);
+                    epbs += 1;
+                }
+            }
+            assert_eq!(epbs, 2, "{len}");
+        }
+    }
+
+    #[test]
+    fn hostile_names_do_not_add_labels() {
+        let mut ep = endpoint();
+        ep.label.comment_fields = vec![("ns".into(), "evil dir=in ns=blue".into())];
+        ep.label.iface = "eth0 container=blue".into();
+        ep.label.owner = "netns:evil dir=in ns=blue".into();
+        let iface = Iface::new(0, ep.clone(), 96);
+        let labels = crate::text::parse_labels(iface.comment(Direction::Out));
+        assert_eq!(labels.len(), 3, "{labels:?}");
+        assert_eq!(labels["ns"], "evil dir=in ns=blue");
+        assert_eq!(labels["iface"], "eth0 container=blue");
+        assert_eq!(labels["dir"], "out");
+        let d = ep.description();
+        assert!(d.starts_with(r#"netns:"evil dir=in ns=blue" "eth0 container=blue" (netns inode"#), "{d}");
+        // A name longer than any real one is cut, with a marker, and the
+        // pairs after it stay.
+        ep.label.comment_fields = vec![("container".into(), "x".repeat(100_000))];
+        let iface = Iface::new(0, ep, 96);
+        let labels = crate::text::parse_labels(iface.comment(Direction::In));
+        assert!(labels["container"].ends_with(crate::text::TRUNCATED));
+        assert!(labels["container"].len() <= crate::text::MAX_LABEL_VALUE);
+        assert_eq!(labels["dir"], "in");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use super::{Direction, Iface, IfaceStats, Packet, Sink};
 use crate::decode::{self, Decoded, Link};
+use crate::text;
 
 pub struct Printer<W: Write> {
     out: W,
@@ -34,9 +35,18 @@ pub fn line(iface: &Iface, pkt: &Packet<'_>) -> String {
 }
 
 /// The one format shared by live capture and `cnet read`:
-/// `time label dir summary`; an unknown direction prints as `-`.
+/// `time label dir summary`; an unknown direction prints as `-`. The label
+/// (names from runtimes, namespaces or a file) and the summary (text from
+/// the packet) are escaped: no byte of them reaches the terminal as a
+/// control character or a line break.
 pub fn format_line(ts_ns: u64, label: &str, dir: Option<Direction>, decoded: &Decoded) -> String {
-    format!("{} {} {:<3} {}", clock_time(ts_ns), label, dir.map_or("-", Direction::as_str), decoded.summary())
+    format!(
+        "{} {} {:<3} {}",
+        clock_time(ts_ns),
+        text::escape(label),
+        dir.map_or("-", Direction::as_str),
+        text::escape(&decoded.summary())
+    )
 }
 
 impl<W: Write> Sink for Printer<W> {
