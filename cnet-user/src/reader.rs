@@ -205,7 +205,7 @@ impl Order {
         if self.big { u32::from_be_bytes(v) } else { u32::from_le_bytes(v) }
     }
     fn u64(self, b: &[u8], i: usize) -> u64 {
-        let v: [u8; 8] = b[i..i + 8].try_into().expect("8 bytes");
+        let v = [b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]];
         if self.big { u64::from_be_bytes(v) } else { u64::from_le_bytes(v) }
     }
 }
@@ -293,8 +293,10 @@ fn read_pcapng<R: Read>(mut r: R, path: &str, out: &mut CaptureFile, f: &mut OnP
                 }
             };
             have = 4;
-        } else if section.is_none() {
-            return Err(malformed(path, format!("block of type {kind:#x} before any section header")));
+        }
+        let no_section = || malformed(path, format!("block of type {kind:#x} before any section header"));
+        if kind != SHB && section.is_none() {
+            return Err(no_section());
         }
         let len = order.u32(&head, 4) as usize;
         if len < 12 + have || !len.is_multiple_of(4) {
@@ -333,7 +335,7 @@ fn read_pcapng<R: Read>(mut r: R, path: &str, out: &mut CaptureFile, f: &mut OnP
                 section_base = out.interfaces.len() as u32;
             }
             IDB => {
-                let ifaces = section.as_mut().expect("checked above");
+                let Some(ifaces) = section.as_mut() else { return Err(no_section()) };
                 if b.len() < 8 {
                     return Err(short());
                 }
@@ -365,7 +367,7 @@ fn read_pcapng<R: Read>(mut r: R, path: &str, out: &mut CaptureFile, f: &mut OnP
                 out.interfaces.push(iface);
             }
             EPB | OPB => {
-                let ifaces = section.as_ref().expect("checked above");
+                let Some(ifaces) = section.as_ref() else { return Err(no_section()) };
                 if b.len() < 20 {
                     return Err(short());
                 }

@@ -184,8 +184,9 @@ fn wait_with_rusage(pid: u32, deadline: Duration) -> Option<(i32, i64)> {
     let start = Instant::now();
     loop {
         let mut status = 0;
-        // SAFETY: plain wait4 on our own child with valid out-pointers.
+        // SAFETY: all-zero bytes are a valid `rusage` (integers only).
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: plain wait4 on our own child with valid out-pointers.
         let r = unsafe { libc::wait4(pid as i32, &mut status, libc::WNOHANG, &mut usage) };
         if r == pid as i32 {
             return Some((libc::WEXITSTATUS(status), usage.ru_maxrss));

@@ -104,7 +104,7 @@ fn rust_src_from_debian(sysroot: &Path) -> Result<()> {
     util::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpack))?;
     let from = unpack.join("usr/lib/rustlib/src/rust");
     let to = sysroot.join("lib/rustlib/src/rust");
-    std::fs::create_dir_all(to.parent().unwrap())?;
+    std::fs::create_dir_all(sysroot.join("lib/rustlib/src"))?;
     util::run(Command::new("cp").arg("-a").arg(&from).arg(&to))?;
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())

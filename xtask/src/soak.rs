@@ -74,8 +74,8 @@ fn soak(cnet: &Path, opts: &Options) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("cnet-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("soak.pcapng");
-    let mut cap =
-        Cnet::start_bin(cnet, &["capture", "--container", &pattern, "-s", "128", "-w", file.to_str().unwrap()])?;
+    let file_arg = file.to_str().context("the soak's temporary directory is not UTF-8")?;
+    let mut cap = Cnet::start_bin(cnet, &["capture", "--container", &pattern, "-s", "128", "-w", file_arg])?;
     let pid = cap.pid();
 
     let total = Duration::from_secs_f64(opts.minutes * 60.0);

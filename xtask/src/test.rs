@@ -29,7 +29,8 @@ pub fn run(args: &[String]) -> Result<()> {
     // Pass the output through and add up every "test result:" line, so the
     // run ends with one total rather than the last test binary's count.
     let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+    let stdout = child.stdout.take().context("cargo test's output is not piped")?;
+    for line in BufReader::new(stdout).lines() {
         let line = line?;
         println!("{line}");
         if let Some(rest) = line.strip_prefix("test result: ") {

@@ -72,9 +72,10 @@ pub(super) fn process_cpu_s(pid: u32) -> f64 {
 /// Waits for a child and returns (cpu seconds, peak RSS KiB).
 pub(super) fn wait_rusage(child: &mut Child) -> Result<(f64, u64)> {
     let mut status = 0;
-    // SAFETY: plain wait4 on our own child with valid out-pointers.
+    // SAFETY: all-zero bytes are a valid `rusage` (integers only).
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = child.id() as i32;
+    // SAFETY: plain wait4 on our own child with valid out-pointers.
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     if rc != pid {
         bail!("wait4 failed: {}", std::io::Error::last_os_error());
