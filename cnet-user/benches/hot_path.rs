@@ -8,10 +8,11 @@
 use std::hint::black_box;
 use std::io::{self, BufWriter};
 
-use cnet::collect::{Clock, parse_record};
-use cnet::resolve::{Endpoint, Label};
-use cnet::sinks::pcapng::PcapngSink;
-use cnet::sinks::{Direction, Iface, Packet, Sink};
+use cnet::model::{Direction, Iface, Packet};
+use cnet::model::{Endpoint, Label};
+use cnet::pipeline::collect::{Clock, parse_record};
+use cnet::pipeline::sinks::Sink;
+use cnet::pipeline::sinks::pcapng::PcapngSink;
 use cnet_common::{HEADER_LEN, PacketHeader};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 

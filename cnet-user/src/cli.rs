@@ -7,12 +7,12 @@ use anyhow::Context;
 
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use crate::attach::AttachMode;
-use crate::capture::{CaptureOptions, Output};
-use crate::readback::ReadOptions;
-use crate::resolve::Target;
-use crate::sinks::Direction;
-use crate::sinks::rotate::Rotation;
+use crate::cmd::capture::{CaptureOptions, Output};
+use crate::cmd::read::ReadOptions;
+use crate::model::Direction;
+use crate::model::Target;
+use crate::pipeline::attach::AttachMode;
+use crate::pipeline::sinks::rotate::Rotation;
 
 #[derive(Debug, Parser)]
 #[command(name = "cnet", version, about = "Capture container network traffic by name, with eBPF", long_about = None)]
@@ -346,7 +346,7 @@ impl CaptureArgs {
             quiet: self.quiet,
             file_mode: self.mode,
             drop_to: match &self.user {
-                Some(u) => Some(crate::privileges::User::lookup(u).map_err(|e| anyhow::anyhow!("-Z: {e}"))?),
+                Some(u) => Some(crate::platform::privileges::User::lookup(u).map_err(|e| anyhow::anyhow!("-Z: {e}"))?),
                 None => None,
             },
             direction: self.direction.map(Direction::from),

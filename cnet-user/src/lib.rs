@@ -1,25 +1,19 @@
 //! cnet: capture container network traffic by name.
 //!
-//! Data flow, one module per stage: [`resolve`] (what to hook) →
-//! [`attach`] (load and attach the eBPF programs) → [`collect`] (ring buffer
-//! records to labeled packets) → [`sinks`] (pcapng, printer).
-//! [`capture`] runs the pipeline for the `capture` command; [`latency`] is a
-//! sink on the same pipeline for the `latency` command.
+//! The crate is laid out by role (see ARCHITECTURE.md at the repository
+//! root): [`cmd`] holds one module per command, [`pipeline`] the capture
+//! stages (resolve → attach → collect → sinks), [`codec`] decoding and
+//! capture files, [`platform`] the kernel and runtime adapters, and
+//! [`latency`] the latency engine, a sink on the same pipeline. [`cli`] is
+//! the command line. [`model`] (the shared vocabulary) and [`text`] (foreign
+//! text made safe to print, and the label grammar) import nothing from the
+//! crate.
 
-pub mod attach;
-pub mod capture;
 pub mod cli;
-pub mod collect;
-pub mod decode;
-pub mod extcap;
+pub mod cmd;
+pub mod codec;
 pub mod latency;
-pub mod list;
-pub mod netlink;
-pub mod netns;
-pub mod privileges;
-pub mod readback;
-pub mod reader;
-pub mod resolve;
-pub mod runtime;
-pub mod sinks;
+pub mod model;
+pub mod pipeline;
+pub mod platform;
 pub mod text;

@@ -2,7 +2,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use cnet::cli::{Cli, Command};
-use cnet::{capture, extcap, latency, readback, text};
+use cnet::cmd::{capture, extcap, read as readback};
+use cnet::latency;
+use cnet::text;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_ordered();
@@ -53,7 +55,7 @@ fn main() -> ExitCode {
                 anyhow::Ok(())
             }
             Command::Extcap(args) => extcap::run(&args.args).await,
-            Command::List(args) => cnet::list::run(args.json).await,
+            Command::List(args) => cnet::cmd::list::run(args.json).await,
             Command::Latency(args) => latency::run(args.into_options()?).await,
         }
     });

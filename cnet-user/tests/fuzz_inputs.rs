@@ -7,9 +7,9 @@ use std::io::Cursor;
 
 use clap::Parser;
 use cnet::cli::Cli;
-use cnet::collect::parse_record;
-use cnet::reader::for_each_packet_in;
-use cnet::runtime::select::NameSpec;
+use cnet::codec::capture_file::for_each_packet_in;
+use cnet::pipeline::collect::parse_record;
+use cnet::platform::runtime::select::NameSpec;
 use proptest::prelude::*;
 
 /// A valid little-endian pcapng section header + Ethernet IDB, so the

@@ -3,10 +3,11 @@
 
 mod common;
 
-use cnet::capture::Output;
+use cnet::cmd::capture::Output;
 use cnet::latency::LatencySink;
-use cnet::resolve::{Endpoint, Label};
-use cnet::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
+use cnet::model::{Direction, Iface, IfaceStats, Packet};
+use cnet::model::{Endpoint, Label};
+use cnet::pipeline::sinks::Sink;
 
 #[global_allocator]
 static GLOBAL: common::Counting = common::Counting;

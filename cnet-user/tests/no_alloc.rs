@@ -5,10 +5,11 @@ mod common;
 
 use std::io::{self, BufWriter};
 
-use cnet::collect::{Clock, parse_record};
-use cnet::resolve::{Endpoint, Label};
-use cnet::sinks::pcapng::PcapngSink;
-use cnet::sinks::{Direction, Iface, Packet, Sink};
+use cnet::model::{Direction, Iface, Packet};
+use cnet::model::{Endpoint, Label};
+use cnet::pipeline::collect::{Clock, parse_record};
+use cnet::pipeline::sinks::Sink;
+use cnet::pipeline::sinks::pcapng::PcapngSink;
 use cnet_common::{HEADER_LEN, PacketHeader};
 
 #[global_allocator]

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use cnet::reader::{CaptureFile, FilePacket, read_file};
-use cnet::sinks::Direction;
+use cnet::codec::capture_file::{CaptureFile, FilePacket, read_file};
+use cnet::model::Direction;
 use cnet_tests::{Cnet, Lab, TempDir, cnet_output, hooked_programs, traffic, tshark_fields};
 use etherparse::{SlicedPacket, TransportSlice};
 

@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cnet::reader::read_file;
-use cnet::sinks::Direction;
+use cnet::codec::capture_file::read_file;
+use cnet::model::Direction;
 use cnet_filter::testing as filter;
 use cnet_filter::{Filter, set_program};
 use cnet_tests::{Cnet, Lab, TempDir, cnet_output, hooked_programs, traffic};

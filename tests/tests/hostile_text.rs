@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use cnet::reader::read_file;
+use cnet::codec::capture_file::read_file;
 use cnet_tests::users::ThrowawayUser;
 use cnet_tests::{Cnet, Lab, TempDir, cnet_bin, cnet_output, run, traffic, tshark_fields};
 

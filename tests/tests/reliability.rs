@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 use std::time::Duration;
 
-use cnet::reader::read_file;
+use cnet::codec::capture_file::read_file;
 use cnet_tests::{Cnet, Lab, TempDir, cnet_bin, cnet_output, hooked_programs, run, traffic, tshark_fields};
 
 /// tshark reads the whole file without complaint (no "cut short", exit 0).

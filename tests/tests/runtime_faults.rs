@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use cnet::reader::read_file;
+use cnet::codec::capture_file::read_file;
 use cnet_tests::runtimes::{self, DockerNet, EngineContainer};
 use cnet_tests::{Cnet, TempDir};
 

@@ -409,7 +409,7 @@ fn datagrams_in(files: &[PathBuf], port: u16) -> BTreeMap<(String, String), usiz
         for r in rows {
             *seen.entry((r[0].clone(), r[1].clone())).or_insert(0) += 1;
         }
-        let file = cnet::reader::read_file(f).unwrap_or_else(|(e, _)| panic!("{e}"));
+        let file = cnet::codec::capture_file::read_file(f).unwrap_or_else(|(e, _)| panic!("{e}"));
         assert_eq!(file.interfaces.len(), 2, "{}: every file repeats every IDB", f.display());
     }
     seen

@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::parse::Proto;
 use super::stats::Latencies;
-use crate::sinks::Direction;
+use crate::model::Direction;
 
 /// How long a packet waits for its copy on another hook. Hops across a
 /// bridge take microseconds, and copies reach cnet in causal order, so this

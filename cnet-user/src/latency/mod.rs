@@ -22,9 +22,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-use crate::capture::{self, CaptureOptions, Output};
-use crate::sinks::pcapng::{PcapngSink, create_output, datalink, stdout_file};
-use crate::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
+use crate::cmd::capture::{self, CaptureOptions, Output};
+use crate::model::{Direction, Iface, IfaceStats, Packet};
+use crate::pipeline::sinks::Sink;
+use crate::pipeline::sinks::pcapng::{PcapngSink, create_output, datalink, stdout_file};
 use flows::{FlowTracker, Vantage};
 use hops::HopMatcher;
 use parse::Link;

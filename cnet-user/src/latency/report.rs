@@ -61,7 +61,7 @@ impl Report {
         packets: u64,
         flows: &FlowTracker,
         hops: &HopMatcher,
-        hook_label: impl Fn(u32, crate::sinks::Direction) -> String,
+        hook_label: impl Fn(u32, crate::model::Direction) -> String,
     ) -> Report {
         let mut out = Report {
             packets,

@@ -22,7 +22,8 @@ use pcap_file::pcapng::blocks::interface_statistics::{InterfaceStatisticsBlock, 
 use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
 use pcap_file::{DataLink, Endianness};
 
-use super::{Direction, Iface, IfaceStats, Packet, Sink};
+use super::Sink;
+use crate::model::{Direction, Iface, IfaceStats, Packet};
 
 /// pcapng link type for an ARPHRD_* interface type.
 pub fn datalink(arphrd: u16) -> DataLink {
@@ -545,8 +546,8 @@ impl<W: Write> PcapngSink<W> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::resolve::{Endpoint, Label};
-    use crate::sinks::Direction;
+    use crate::model::Direction;
+    use crate::model::{Endpoint, Label};
     use pcap_file::pcapng::{Block, PcapNgReader};
 
     /// A host veth of a netns `blue`, for sink tests.

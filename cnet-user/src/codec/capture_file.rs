@@ -15,7 +15,7 @@ use std::path::Path;
 use pcap_file::DataLink;
 use pcap_file::pcap::PcapReader;
 
-use crate::sinks::Direction;
+use crate::model::Direction;
 
 /// One interface of a capture file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -497,8 +497,9 @@ pub fn is_ethernet(linktype: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::pcapng::PcapngSink;
-    use crate::sinks::{Iface, IfaceStats, Packet, Sink};
+    use crate::model::{Iface, IfaceStats, Packet};
+    use crate::pipeline::sinks::Sink;
+    use crate::pipeline::sinks::pcapng::PcapngSink;
 
     /// A pcapng block in the given byte order: type, length, body, length.
     fn block(big: bool, kind: u32, body: &[u8]) -> Vec<u8> {
@@ -641,7 +642,7 @@ mod tests {
 
     #[test]
     fn hostile_labels_read_back_exactly() {
-        let mut ep = crate::sinks::pcapng::tests::endpoint();
+        let mut ep = crate::pipeline::sinks::pcapng::tests::endpoint();
         let names = ["evil dir=in ns=blue", "a\"b\\c", "\x1b[2J\r\nfake", "", "x=y", "ünï cödé\u{202e}"];
         let mut sink = PcapngSink::new(Vec::new(), "Linux test").unwrap();
         for (i, name) in names.iter().enumerate() {
@@ -662,7 +663,7 @@ mod tests {
                 .into();
             assert_eq!(p.labels, want);
             let iface = &file.interfaces[p.interface as usize];
-            assert_eq!(crate::readback::owner(iface), (!name.is_empty()).then(|| format!("netns:{name}")));
+            assert_eq!(crate::cmd::read::owner(iface), (!name.is_empty()).then(|| format!("netns:{name}")));
         }
     }
 }

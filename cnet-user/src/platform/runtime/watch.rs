@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use super::endpoints::{filter_ifaces, resolve_container};
 use super::select::Selection;
 use super::{Container, NetworkInfo, Runtime, RuntimeKind, connect_many};
-use crate::resolve::{Endpoint, EndpointEvent, HostLinks};
+use crate::model::{Endpoint, EndpointEvent};
+use crate::pipeline::resolve::HostLinks;
 
 /// Fallback poll period: keeps "attached within a second" without events.
 const POLL: Duration = Duration::from_millis(500);

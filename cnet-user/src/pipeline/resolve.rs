@@ -1,123 +1,17 @@
 //! Target resolution: turns what the user named (an interface, a network
-//! namespace, a PID; containers through [`crate::runtime`]) into the host-side interfaces to hook
+//! namespace, a PID; containers through [`crate::platform::runtime`]) into the host-side interfaces to hook
 //! and the labels their packets carry.
 //!
 //! For a namespace the host end of each veth is found the way one would by
 //! hand: the container-side veth's IFLA_LINK is the ifindex of its peer in
 //! the host namespace (`eth0@ifN`), and the host-side veth must point back.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::netlink::{Addr, Link, Netlink};
-use crate::netns;
+use crate::platform::netlink::{Addr, Link, Netlink};
+use crate::platform::netns;
 
-/// What the user asked to capture.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    /// A host interface by name (`-i`).
-    Interface(String),
-    /// A named netns (`ip netns`) or a path to an nsfs file (`--netns`).
-    Netns(String),
-    /// The network namespace of a process (`--pid`).
-    Pid(u32),
-    /// A container by name, id or id prefix, optionally qualified
-    /// (`docker:web`, `containerd:NS/ID`) or a glob (`--container`).
-    Container(String),
-    /// Every container of every runtime found (`--all`).
-    AllContainers,
-    /// The containers of a Kubernetes pod, `NAMESPACE/NAME` (`--pod`).
-    Pod(String),
-    /// Restricts container targets to this container-side interface
-    /// (`--iface`); selects nothing by itself.
-    ContainerIface(String),
-}
-
-impl Target {
-    /// Container targets are resolved, and followed, by
-    /// [`crate::runtime::watch`] rather than by [`resolve_all`].
-    pub fn is_container(&self) -> bool {
-        matches!(self, Target::Container(_) | Target::AllContainers | Target::Pod(_) | Target::ContainerIface(_))
-    }
-}
-
-/// Change to the set of hooked interfaces while a capture runs.
-#[derive(Clone, Debug)]
-pub enum EndpointEvent {
-    /// A followed container started, restarted or got a new network.
-    Add(Endpoint),
-    /// Its interface went away (container stopped or disconnected).
-    Remove(Endpoint),
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Interface(i) => write!(f, "interface {i}"),
-            Target::Netns(n) => write!(f, "netns {n}"),
-            Target::Pid(p) => write!(f, "pid {p}"),
-            Target::Container(c) => write!(f, "container {c}"),
-            Target::AllContainers => write!(f, "all containers"),
-            Target::Pod(p) => write!(f, "pod {p}"),
-            Target::ContainerIface(i) => write!(f, "container interface {i}"),
-        }
-    }
-}
-
-/// Who a captured interface belongs to; becomes the IDB description and the
-/// per-packet comment.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Label {
-    /// Short name of the owner: `netns:blue`, `pid:1234`, or empty for a
-    /// plain host interface.
-    pub owner: String,
-    /// Interface name on the owner's side (`eth0`); the host name for `-i`.
-    pub iface: String,
-    /// Inode of the owner's network namespace (0 for host interfaces).
-    pub netns_inode: u64,
-    /// Addresses on the owner's side of the link.
-    pub addrs: Vec<String>,
-    /// `key=value` pairs placed before `iface=… dir=…` in packet comments.
-    pub comment_fields: Vec<(String, String)>,
-    /// More about the owner for the interface description (a container's
-    /// short id and image); empty for namespaces and PIDs.
-    pub details: String,
-}
-
-/// A host interface to hook, with its label.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    pub ifindex: u32,
-    /// Host-side interface name (pcapng `if_name`).
-    pub ifname: String,
-    /// ARPHRD_* type of the host interface (decides the pcapng link type).
-    pub link_type: u16,
-    /// True when the interface is the host end of a namespace's veth: its
-    /// ingress is then the owner's outbound traffic.
-    pub peer_view: bool,
-    pub label: Label,
-}
-
-impl Endpoint {
-    /// pcapng `if_description`. The owner's name and the interface name are
-    /// label values (quoted where needed, see [`crate::text`]), so that
-    /// readers find where they end whatever the names contain.
-    pub fn description(&self) -> String {
-        if !self.peer_view {
-            return format!("host interface {}", self.ifname);
-        }
-        let mut s = crate::text::owner_label(&self.label.owner, &self.label.iface);
-        if !self.label.addrs.is_empty() {
-            s.push_str(&format!(" [{}]", self.label.addrs.join(", ")));
-        }
-        if self.label.details.is_empty() {
-            s.push_str(&format!(" (netns inode {})", self.label.netns_inode));
-        } else {
-            s.push_str(&format!(" ({}, netns inode {})", self.label.details, self.label.netns_inode));
-        }
-        s
-    }
-}
+use crate::model::{Endpoint, Label, Target};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {

@@ -2,8 +2,9 @@
 
 use std::io::{self, Write};
 
-use super::{Direction, Iface, IfaceStats, Packet, Sink};
-use crate::decode::{self, Decoded, Link};
+use super::Sink;
+use crate::codec::decode::{self, Decoded, Link};
+use crate::model::{Direction, Iface, IfaceStats, Packet};
 use crate::text;
 
 pub struct Printer<W: Write> {

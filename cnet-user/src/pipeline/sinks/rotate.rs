@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use chrono::format::{Item, StrftimeItems};
 
+use super::Sink;
 use super::pcapng::{BlockFile, PcapngSink, create_output};
-use super::{Iface, IfaceStats, Packet, Sink};
-use crate::collect::Clock;
+use crate::model::{Iface, IfaceStats, Packet};
+use crate::pipeline::collect::Clock;
 
 /// When to start a new file and how many to keep.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,10 +225,10 @@ impl Sink for RotatingSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::Direction;
+    use crate::model::Direction;
 
     fn iface() -> Iface {
-        Iface::new(0, crate::sinks::pcapng::tests::endpoint(), 65535)
+        Iface::new(0, crate::pipeline::sinks::pcapng::tests::endpoint(), 65535)
     }
 
     fn tmpdir(tag: &str) -> PathBuf {
@@ -238,7 +239,7 @@ mod tests {
     }
 
     fn count_packets(path: &std::path::Path) -> usize {
-        crate::reader::read_file(path).map_err(|(e, _)| e).unwrap().packets.len()
+        crate::codec::capture_file::read_file(path).map_err(|(e, _)| e).unwrap().packets.len()
     }
 
     #[test]

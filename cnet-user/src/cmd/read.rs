@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::decode::{self, Decoded, Link};
-use crate::reader::{self, FileInterface, FilePacket};
-use crate::sinks::Direction;
-use crate::sinks::print::format_line;
+use crate::codec::capture_file::{self, FileInterface, FilePacket};
+use crate::codec::decode::{self, Decoded, Link};
+use crate::model::Direction;
+use crate::pipeline::sinks::print::format_line;
 use crate::text;
 
 #[derive(Clone, Debug, Default)]
@@ -141,7 +141,7 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
     let mut printed = 0u64;
     let mut write_error: Option<io::Error> = None;
     let mut unknown_links: Vec<u32> = Vec::new();
-    let result = reader::for_each_packet(&opts.path, |file, pkt| {
+    let result = capture_file::for_each_packet(&opts.path, |file, pkt| {
         let iface = file.interfaces.get(pkt.interface as usize);
         let dir = direction(&pkt);
         if opts.direction.is_some() && dir != opts.direction {
@@ -201,7 +201,7 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
     match result {
         Ok(_) => Ok(printed),
         // The message already names the file and the cause; no chain.
-        Err((e @ reader::ReadError::Malformed { .. }, _)) => {
+        Err((e @ capture_file::ReadError::Malformed { .. }, _)) => {
             anyhow::bail!("{e}; the file is damaged or was cut short")
         }
         Err((e, _)) => anyhow::bail!("{e}"),
@@ -228,7 +228,7 @@ mod tests {
             data: vec![],
             direction: None,
             comment: Some(comment.into()),
-            labels: reader::parse_labels(comment),
+            labels: capture_file::parse_labels(comment),
         }
     }
 

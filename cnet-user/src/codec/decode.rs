@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use etherparse::{LaxLinkExtSlice, LaxNetSlice, LaxSlicedPacket, LinkSlice, TcpOptionElement, TransportSlice};
 use serde::Serialize;
 
-pub mod dns;
+use super::dns;
 
 /// Link layer of the bytes to decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::attach::AttachMode;
-use crate::capture::{self, CaptureOptions, Output};
-use crate::resolve::{self, HostLinks, ResolveError, Target};
-use crate::sinks::Direction;
+use crate::cmd::capture::{self, CaptureOptions, Output};
+use crate::model::Direction;
+use crate::model::Target;
+use crate::pipeline::attach::AttachMode;
+use crate::pipeline::resolve::{self, HostLinks, ResolveError};
 use crate::text;
 
 /// Interface that captures every target at once.
@@ -41,7 +42,7 @@ pub struct ExtcapTarget {
 pub async fn list_targets() -> Vec<ExtcapTarget> {
     let mut out = Vec::new();
     // Containers of every runtime that answers, one interface each.
-    if let Ok(rows) = crate::list::rows().await {
+    if let Ok(rows) = crate::cmd::list::rows().await {
         for r in rows.into_iter().filter(|r| r.not_capturable.is_none() && !r.interfaces.is_empty()) {
             let q = r.container.qualified_name();
             out.push(ExtcapTarget {

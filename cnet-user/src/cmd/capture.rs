@@ -11,16 +11,18 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::attach::{AttachMode, Capture, LoadOptions};
-use crate::collect::{self, Clock, IfindexMap, RingReader};
-use crate::privileges;
-use crate::resolve::{self, Endpoint, EndpointEvent, Target};
-use crate::runtime::select::Selection;
-use crate::runtime::watch::Watcher;
-use crate::sinks::pcapng::{PcapngSink, create_output, stdout_file};
-use crate::sinks::print::Printer;
-use crate::sinks::rotate::{RotatingSink, Rotation};
-use crate::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
+use crate::model::{Direction, Iface, IfaceStats, Packet};
+use crate::model::{Endpoint, EndpointEvent, Target};
+use crate::pipeline::attach::{AttachMode, Capture, LoadOptions};
+use crate::pipeline::collect::{self, Clock, IfindexMap, RingReader};
+use crate::pipeline::resolve;
+use crate::pipeline::sinks::Sink;
+use crate::pipeline::sinks::pcapng::{PcapngSink, create_output, stdout_file};
+use crate::pipeline::sinks::print::Printer;
+use crate::pipeline::sinks::rotate::{RotatingSink, Rotation};
+use crate::platform::privileges;
+use crate::platform::runtime::select::Selection;
+use crate::platform::runtime::watch::Watcher;
 use cnet_filter::Filter;
 
 /// Where packets go.

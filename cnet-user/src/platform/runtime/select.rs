@@ -5,7 +5,7 @@
 use globset::{Glob, GlobMatcher};
 
 use super::{Container, RuntimeKind};
-use crate::resolve::Target;
+use crate::model::Target;
 
 /// One `--container` argument, parsed.
 #[derive(Clone, Debug)]
@@ -223,7 +223,7 @@ impl Selection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::Container;
+    use crate::platform::runtime::Container;
 
     fn c(runtime: RuntimeKind, name: &str, id: &str, ns: Option<&str>) -> Container {
         Container {

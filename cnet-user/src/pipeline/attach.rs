@@ -17,9 +17,9 @@ use aya::programs::tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions,
 use aya::{Ebpf, EbpfLoader};
 use cnet_common::{Config, Counters, Hook, IFINDEX_TABLE, MAX_SLOTS, MAX_SNAPLEN, counter_index, names, prog_index};
 
-use crate::collect::RingReader;
-use crate::netlink::{CLSACT_EGRESS, CLSACT_INGRESS, Netlink};
-use crate::resolve::Endpoint;
+use crate::model::Endpoint;
+use crate::pipeline::collect::RingReader;
+use crate::platform::netlink::{CLSACT_EGRESS, CLSACT_INGRESS, Netlink};
 use cnet_filter::{self as filter, Filter};
 
 /// The eBPF object built from `cnet-ebpf` by the build script.
@@ -72,7 +72,7 @@ struct ClsactMarker(std::path::PathBuf);
 
 impl ClsactMarker {
     fn of(ifindex: u32) -> ClsactMarker {
-        let ns = crate::netns::own_inode().unwrap_or(0);
+        let ns = crate::platform::netns::own_inode().unwrap_or(0);
         ClsactMarker(std::path::PathBuf::from(format!("/run/cnet/clsact/{ns}-{ifindex}")))
     }
 

@@ -3,7 +3,7 @@
 //! path needs to clean up after a killed cnet.
 //!
 //! A socket belongs to the network namespace of the thread that opened it,
-//! which is how [`crate::netns::run_in`] reads another namespace's links.
+//! which is how [`crate::platform::netns::run_in`] reads another namespace's links.
 
 use std::io;
 use std::net::IpAddr;

@@ -1,7 +1,8 @@
 //! From a container to the host-side veths to hook, labeled with who the
 //! container is.
 
-use crate::resolve::{self, Endpoint, HostLinks, ResolveError};
+use crate::model::Endpoint;
+use crate::pipeline::resolve::{self, HostLinks, ResolveError};
 
 use super::Container;
 

@@ -6,9 +6,9 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::resolve::HostLinks;
-use crate::runtime::endpoints::resolve_container;
-use crate::runtime::{Container, connect_many};
+use crate::pipeline::resolve::HostLinks;
+use crate::platform::runtime::endpoints::resolve_container;
+use crate::platform::runtime::{Container, connect_many};
 use crate::text;
 
 /// One interface of a container, both ends.
@@ -49,7 +49,7 @@ pub async fn rows() -> Result<Vec<ContainerRow>> {
 }
 
 fn row(c: Container, host: &HostLinks) -> ContainerRow {
-    let netns_inode = c.netns_path().and_then(|p| crate::netns::inode(&p).ok());
+    let netns_inode = c.netns_path().and_then(|p| crate::platform::netns::inode(&p).ok());
     let (interfaces, not_capturable) = match resolve_container(&c, host) {
         Ok(eps) => (
             eps.into_iter()
