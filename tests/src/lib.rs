@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod reap;
 pub mod runtimes;
 pub mod traffic;
 pub mod users;

@@ -10,9 +10,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cnet::codec::capture_file::read_file;
+use cnet_tests::reap::wait4_child;
 use cnet_tests::users::ThrowawayUser;
 use cnet_tests::{Cnet, Lab, TempDir, cnet_bin, cnet_output, run, traffic, tshark_fields};
 
@@ -179,25 +180,6 @@ fn read_keeps_every_packet_after_an_invalid_utf8_comment() {
     }
 }
 
-/// Waits for `pid` (a child) and returns its exit status and peak RSS in KiB.
-fn wait_with_rusage(pid: u32, deadline: Duration) -> Option<(i32, i64)> {
-    let start = Instant::now();
-    loop {
-        let mut status = 0;
-        // SAFETY: all-zero bytes are a valid `rusage` (integers only).
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: plain wait4 on our own child with valid out-pointers.
-        let r = unsafe { libc::wait4(pid as i32, &mut status, libc::WNOHANG, &mut usage) };
-        if r == pid as i32 {
-            return Some((libc::WEXITSTATUS(status), usage.ru_maxrss));
-        }
-        if start.elapsed() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn endless_interface_blocks_on_stdin_end_with_a_clear_error() {
     let user = ThrowawayUser::new("cst").unwrap();
@@ -221,18 +203,19 @@ fn endless_interface_blocks_on_stdin_end_with_a_clear_error() {
         .spawn()
         .unwrap();
     let pid = cnet.id();
-    let result = wait_with_rusage(pid, Duration::from_secs(60));
+    let result = wait4_child(pid, Some(Duration::from_secs(60))).unwrap();
     if result.is_none() {
         // SAFETY: our own child, by PID.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        wait_with_rusage(pid, Duration::from_secs(10));
+        let _ = wait4_child(pid, Some(Duration::from_secs(10)));
     }
     let _ = generator.kill();
     let _ = generator.wait();
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut cnet.stderr.unwrap(), &mut stderr).unwrap();
-    let (code, max_rss_kib) = result.unwrap_or_else(|| panic!("cnet read kept reading for 60 s: {stderr}"));
-    assert_eq!(code, 1, "{stderr}");
+    let reaped = result.unwrap_or_else(|| panic!("cnet read kept reading for 60 s: {stderr}"));
+    let max_rss_kib = reaped.max_rss_kib;
+    assert_eq!(reaped.exit_code(), Some(1), "{stderr}");
     assert!(stderr.contains("more than 65536 interfaces in one section"), "{stderr}");
     assert!(max_rss_kib < 100 * 1024, "cnet read grew to {max_rss_kib} KiB");
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use cnet_common::{Counters, Hook, MAX_SNAPLEN};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::model::{Direction, Iface, IfaceStats, Packet};
 use crate::model::{Endpoint, EndpointEvent, Target};
@@ -141,9 +141,17 @@ pub async fn run_with_sink<'s>(
         );
     }
     let snaplen = if opts.snaplen == 0 { MAX_SNAPLEN } else { opts.snaplen.min(MAX_SNAPLEN) };
-    // A bad expression is reported before anything else happens.
+    // A bad expression is reported before anything else happens. libpcap
+    // takes seconds over a long expression and cannot be interrupted: it
+    // compiles on a thread of its own, and a signal ends cnet meanwhile.
     let filter = match &opts.filter {
-        Some(expr) => Some(Filter::compile(expr, snaplen)?),
+        Some(expr) => {
+            let compiling = compile_off_thread(expr.clone(), snaplen);
+            match unless_stopped([&mut sigint, &mut sigterm, &mut sighup], compiling).await {
+                Ok(compiled) => Some(compiled?),
+                Err(sig) => return Ok(stopped_before_start(sig)),
+            }
+        }
         None => None,
     };
     let enters_netns = opts.targets.iter().any(|t| !matches!(t, Target::Interface(_)));
@@ -157,7 +165,12 @@ pub async fn run_with_sink<'s>(
     // Container targets are followed: the watcher sends endpoint changes.
     let mut watcher = None;
     if let Some(selection) = Selection::from_targets(&opts.targets)? {
-        let (w, found) = Watcher::start(selection, opts.wait).await?;
+        // A runtime that is slow to answer must not make cnet deaf to signals.
+        let starting = Watcher::start(selection, opts.wait);
+        let (w, found) = match unless_stopped([&mut sigint, &mut sigterm, &mut sighup], starting).await {
+            Ok(started) => started?,
+            Err(sig) => return Ok(stopped_before_start(sig)),
+        };
         for ep in found {
             if !endpoints.iter().any(|e| e.ifindex == ep.ifindex) {
                 endpoints.push(ep);
@@ -169,7 +182,19 @@ pub async fn run_with_sink<'s>(
     // Open the output before attaching anything: a bad path must leave
     // nothing behind.
     let os = os_description();
+    // A fifo opens only once a reader is there, and a blocked open() does
+    // not answer signals: wait for the reader here, where they are heard.
+    let held = match &opts.output {
+        Output::File(path) => match unless_stopped([&mut sigint, &mut sigterm, &mut sighup], fifo_reader(path)).await {
+            Ok(held) => held,
+            Err(sig) => return Ok(stopped_before_start(sig)),
+        },
+        _ => None,
+    };
     let Opened { mut sink, live, watch } = open(&opts, &os)?;
+    // The fifo's own writer is open now; ours kept the reader from seeing
+    // an end of file in between.
+    drop(held);
 
     let mut capture = Capture::load(&LoadOptions {
         snaplen,
@@ -361,6 +386,67 @@ pub async fn run_with_sink<'s>(
         log::warn!("{} malformed ring-buffer records were skipped", dispatch.bad_records);
     }
     Ok(summary)
+}
+
+/// Runs `work` unless SIGINT, SIGTERM or SIGHUP comes first: then the
+/// signal's name.
+async fn unless_stopped<T>(
+    [int, term, hup]: [&mut Signal; 3],
+    work: impl std::future::Future<Output = T>,
+) -> std::result::Result<T, &'static str> {
+    tokio::select! {
+        r = work => Ok(r),
+        _ = int.recv() => Err("SIGINT"),
+        _ = term.recv() => Err("SIGTERM"),
+        _ = hup.recv() => Err("SIGHUP"),
+    }
+}
+
+/// A capture stopped before it started: like tcpdump stopped by a signal,
+/// cnet prints its (empty) summary and exits 0, the user having asked it
+/// to stop; nothing was attached and no file was created.
+fn stopped_before_start(sig: &str) -> Summary {
+    eprintln!("cnet: {sig} before the capture started: nothing was attached or written");
+    Summary::default()
+}
+
+/// [`Filter::compile`] on a thread of its own. When a signal ends cnet
+/// first, the thread is left to finish, and ends with the process.
+async fn compile_off_thread(expr: String, snaplen: u32) -> Result<Filter> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("cnet-filter".into())
+        .spawn(move || {
+            let _ = tx.send(Filter::compile(&expr, snaplen));
+        })
+        .context("cannot start a thread to compile the filter")?;
+    Ok(rx.await.context("compiling the filter failed")??)
+}
+
+/// Waits until the fifo at `path` has a reader, and returns a write end
+/// that keeps it open until the output's own open. None, at once, when
+/// `path` is not a fifo (the output's open then creates or refuses it).
+async fn fifo_reader(path: &std::path::Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    // O_PATH opens nothing but the name (no device or fifo is opened by it),
+    // and O_NOFOLLOW refuses a symlink as the output's open does; the fifo
+    // is then reopened through the descriptor, so it is the one inspected.
+    let named = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path).ok()?;
+    if !named.metadata().ok()?.file_type().is_fifo() {
+        return None;
+    }
+    let again = format!("/proc/self/fd/{}", named.as_raw_fd());
+    loop {
+        // Opening a fifo's write end without blocking fails with ENXIO
+        // while no reader has it open.
+        match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&again) {
+            Ok(f) => return Some(f),
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(_) => return None,
+        }
+    }
 }
 
 /// Turns ring-buffer records into labeled packets for the sink.

@@ -184,7 +184,9 @@ pub async fn run(opts: LatencyOptions) -> Result<()> {
     })
     .await?;
     capture::print_summary(&summary);
-    let Some(sink) = sink else { bail!("the capture ended before it started") };
+    // No sink: a signal stopped cnet before the capture started (it said
+    // so), and there is nothing to report.
+    let Some(sink) = sink else { return Ok(()) };
     let report = sink.engine.report();
 
     // The report goes to standard output unless pcapng does (`-w -`); with

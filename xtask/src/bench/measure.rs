@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Child;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result};
 
 /// The running kernel's release.
 pub(super) fn kernel() -> String {
@@ -71,20 +71,10 @@ pub(super) fn process_cpu_s(pid: u32) -> f64 {
 
 /// Waits for a child and returns (cpu seconds, peak RSS KiB).
 pub(super) fn wait_rusage(child: &mut Child) -> Result<(f64, u64)> {
-    let mut status = 0;
-    // SAFETY: all-zero bytes are a valid `rusage` (integers only).
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as i32;
-    // SAFETY: plain wait4 on our own child with valid out-pointers.
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    if rc != pid {
-        bail!("wait4 failed: {}", std::io::Error::last_os_error());
-    }
-    let cpu = ru.ru_utime.tv_sec as f64
-        + ru.ru_utime.tv_usec as f64 / 1e6
-        + ru.ru_stime.tv_sec as f64
-        + ru.ru_stime.tv_usec as f64 / 1e6;
-    Ok((cpu, ru.ru_maxrss as u64))
+    let reaped = cnet_tests::reap::wait4_child(child.id(), None)
+        .context("wait4 failed")?
+        .context("wait4 returned before the child ended")?;
+    Ok((reaped.cpu_s, reaped.max_rss_kib))
 }
 
 /// "N packets <what>" from tcpdump's or cnet's summary.

@@ -1,15 +1,16 @@
 //! Docker through its Engine API (bollard). Podman's Docker-compatible API
-//! is the same protocol, so [`EngineApi`] serves both.
+//! is the same protocol, so [`EngineApi`] serves both. bollard runs over
+//! connections of cnet's own ([`bounded`]) that bound what the runtime sends.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
-use bollard::Docker;
-use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
-use futures_util::StreamExt;
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use bollard::{BollardRequest, Docker};
 use futures_util::future::BoxFuture;
-use futures_util::stream::BoxStream;
 
+use super::bounded::{self, Address, Events, EventsEnd, Meter};
 use super::{Container, NetworkInfo, Runtime, RuntimeError, RuntimeKind, probe_socket};
 
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
@@ -18,28 +19,51 @@ pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 /// Podman 4 speak it); newer daemons accept older clients.
 const API_VERSION: bollard::ClientVersion = bollard::ClientVersion { major_version: 1, minor_version: 41 };
 
+/// The events cnet follows: containers starting and stopping, and network
+/// changes (a container connected to another network gets a new veth).
+/// `filters={"type":["container","network"]}`, URL-encoded.
+const EVENTS_QUERY: &str = "filters=%7B%22type%22%3A%5B%22container%22%2C%22network%22%5D%7D";
+
 /// A Docker Engine API endpoint (Docker itself, or Podman's compat API).
 pub struct EngineApi {
     kind: RuntimeKind,
     socket: String,
+    address: Address,
+    /// The variable that chooses the address, for messages.
+    hint: &'static str,
     client: Docker,
+    /// What this client's connections have read (see [`bounded`]).
+    meter: Arc<Meter>,
     /// Docker's event stream, opened on first use. In a Mutex only to make
     /// the struct Sync; it is reached through `&mut self` (`get_mut`).
-    events: std::sync::Mutex<Option<EventStream>>,
+    events: std::sync::Mutex<EventsState>,
 }
 
-type EventStream = BoxStream<'static, Result<bollard::models::EventMessage, bollard::errors::Error>>;
+enum EventsState {
+    /// Not open: the next wait opens it.
+    Closed,
+    /// Being opened. Kept here, not in the wait: the watcher drops a wait
+    /// at each poll tick, and an open must survive that.
+    Opening(BoxFuture<'static, Result<Events, EventsEnd>>),
+    Open(Events),
+    /// The runtime sent something that is not events: polling only.
+    Off,
+}
 
 /// Connects to Docker at `$DOCKER_HOST` (unix:// or tcp://), else the default socket.
 pub fn connect() -> Result<EngineApi, RuntimeError> {
     match std::env::var("DOCKER_HOST") {
         Ok(host) if !host.is_empty() && !host.starts_with("unix://") => {
-            let client = Docker::connect_with_http(&host, 120, &API_VERSION).map_err(|e| RuntimeError::Api {
-                runtime: RuntimeKind::Docker,
-                socket: host.clone(),
-                reason: e.to_string(),
-            })?;
-            Ok(EngineApi::new(RuntimeKind::Docker, host, client))
+            let Some(hostport) = host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")) else {
+                return Err(RuntimeError::Api {
+                    runtime: RuntimeKind::Docker,
+                    socket: host.clone(),
+                    reason: "DOCKER_HOST must be unix://PATH or tcp://HOST:PORT (cnet speaks neither TLS nor ssh)"
+                        .into(),
+                });
+            };
+            let address = Address::Tcp(hostport.trim_end_matches('/').to_string());
+            EngineApi::with_address(RuntimeKind::Docker, host.clone(), address, "DOCKER_HOST")
         }
         Ok(host) if !host.is_empty() => {
             EngineApi::connect_unix(RuntimeKind::Docker, host.trim_start_matches("unix://"), "DOCKER_HOST")
@@ -49,25 +73,46 @@ pub fn connect() -> Result<EngineApi, RuntimeError> {
 }
 
 impl EngineApi {
-    fn new(kind: RuntimeKind, socket: String, client: Docker) -> EngineApi {
-        EngineApi { kind, socket, client, events: std::sync::Mutex::new(None) }
+    /// A client whose every request goes over a new connection of
+    /// [`bounded::send`], counted against one [`Meter`].
+    fn with_address(
+        kind: RuntimeKind,
+        socket: String,
+        address: Address,
+        hint: &'static str,
+    ) -> Result<EngineApi, RuntimeError> {
+        let meter = Arc::new(Meter::default());
+        let (addr, m) = (address.clone(), meter.clone());
+        let transport = move |req: BollardRequest| {
+            let (addr, m) = (addr.clone(), m.clone());
+            async move { bounded::send(&addr, Some(m), req).await.map_err(bollard::errors::Error::from) }
+        };
+        let client = Docker::connect_with_custom_transport(transport, Some(address.base_url()), 120, &API_VERSION)
+            .map_err(|e| RuntimeError::Api { runtime: kind, socket: socket.clone(), reason: e.to_string() })?;
+        Ok(EngineApi { kind, socket, address, hint, client, meter, events: std::sync::Mutex::new(EventsState::Closed) })
     }
 
     pub fn connect_unix(kind: RuntimeKind, path: &str, hint: &'static str) -> Result<EngineApi, RuntimeError> {
         probe_socket(kind, Path::new(path), hint)?;
-        let client = Docker::connect_with_unix(path, 120, &API_VERSION).map_err(|e| RuntimeError::Api {
-            runtime: kind,
-            socket: path.to_string(),
-            reason: e.to_string(),
-        })?;
-        Ok(EngineApi::new(kind, path.to_string(), client))
+        EngineApi::with_address(kind, path.to_string(), Address::Unix(path.into()), hint)
     }
 
     fn api_err(&self, e: bollard::errors::Error) -> RuntimeError {
+        // A cut connection reaches bollard as "error reading a body": the
+        // meter knows what was cut.
+        if let Some(what) = self.meter.take_cut() {
+            return RuntimeError::TooLarge {
+                runtime: self.kind,
+                address: self.address.to_string(),
+                what,
+                hint: self.hint,
+            };
+        }
         RuntimeError::Api { runtime: self.kind, socket: self.socket.clone(), reason: e.to_string() }
     }
 
     async fn list_containers(&self) -> Result<Vec<Container>, RuntimeError> {
+        self.meter.start_listing();
         let opts = ListContainersOptionsBuilder::default().all(true).build();
         let summaries = self.client.list_containers(Some(opts)).await.map_err(|e| self.api_err(e))?;
         let mut out = Vec::with_capacity(summaries.len());
@@ -154,20 +199,41 @@ impl Runtime for EngineApi {
 
     fn changed(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let client = self.client.clone();
-            let slot = self.events.get_mut().unwrap_or_else(|p| p.into_inner());
-            let stream = slot.get_or_insert_with(|| {
-                let mut filters = HashMap::new();
-                filters.insert("type", vec!["container", "network"]);
-                let opts = EventsOptionsBuilder::default().filters(&filters).build();
-                client.events(Some(opts)).boxed()
-            });
+            let EngineApi { kind, address, hint, events, .. } = self;
+            let slot = events.get_mut().unwrap_or_else(|p| p.into_inner());
+            if matches!(slot, EventsState::Closed) {
+                let address = address.clone();
+                // Unversioned, as bollard sends its requests: the daemon's
+                // own version answers.
+                let path = format!("/events?{EVENTS_QUERY}");
+                *slot = EventsState::Opening(Box::pin(async move { Events::open(&address, &path).await }));
+            }
+            if let EventsState::Opening(opening) = slot {
+                match opening.await {
+                    Ok(ev) => *slot = EventsState::Open(ev),
+                    // Not there (daemon restarting…): the poll tick takes
+                    // over until the next call tries again.
+                    Err(_) => {
+                        *slot = EventsState::Closed;
+                        std::future::pending::<()>().await
+                    }
+                }
+            }
+            let EventsState::Open(stream) = slot else { return std::future::pending::<()>().await };
             match stream.next().await {
-                Some(Ok(_)) => {}
+                Ok(()) => {}
                 // The stream broke (daemon restarted…): drop it, and let the
                 // poll tick take over until the next call opens a new one.
-                Some(Err(_)) | None => {
-                    *slot = None;
+                Err(EventsEnd::Closed) => {
+                    *slot = EventsState::Closed;
+                    std::future::pending::<()>().await;
+                }
+                Err(EventsEnd::LineTooLong) => {
+                    log::warn!(
+                        "{kind} at {address} sent an event line longer than {} on its event stream; no {kind} event is that long, so cnet cut the stream and follows {kind}'s containers by polling only: check what listens there ({hint} chooses the address)",
+                        bounded::mib(bounded::MAX_EVENT)
+                    );
+                    *slot = EventsState::Off;
                     std::future::pending::<()>().await;
                 }
             }

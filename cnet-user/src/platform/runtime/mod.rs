@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
+mod bounded;
 pub mod containerd;
 pub mod docker;
 pub mod endpoints;
@@ -117,6 +118,10 @@ pub enum RuntimeError {
     Permission { socket: String },
     #[error("talking to {runtime} at {socket} failed: {reason}")]
     Api { runtime: RuntimeKind, socket: String, reason: String },
+    #[error(
+        "{runtime} at {address} sent {what}; no {runtime} sends that much, so cnet stopped reading: check what listens there ({hint} chooses the address)"
+    )]
+    TooLarge { runtime: RuntimeKind, address: String, what: String, hint: &'static str },
 }
 
 /// A container runtime reached through its API socket.
