@@ -96,7 +96,36 @@ pub struct Endpoint {
     pub label: Label,
 }
 
+/// ARPHRD_ETHER: the link type of veths and bridges.
+pub const ARPHRD_ETHER: u16 = 1;
+
 impl Endpoint {
+    /// A host interface captured as itself (`-i`): no owner, directions as
+    /// the interface sees them.
+    pub fn host_interface(ifindex: u32, ifname: &str, link_type: u16) -> Endpoint {
+        Endpoint {
+            ifindex,
+            ifname: ifname.to_string(),
+            link_type,
+            peer_view: false,
+            label: Label { iface: ifname.to_string(), ..Label::default() },
+        }
+    }
+
+    /// The host end (`ifindex`, `ifname`) of a veth whose other end is
+    /// `iface` in `owner`'s network namespace (inode `netns_inode`);
+    /// directions are the owner's. Addresses, comment fields and details
+    /// start empty.
+    pub fn veth_peer(ifindex: u32, ifname: &str, owner: &str, iface: &str, netns_inode: u64) -> Endpoint {
+        Endpoint {
+            ifindex,
+            ifname: ifname.to_string(),
+            link_type: ARPHRD_ETHER,
+            peer_view: true,
+            label: Label { owner: owner.to_string(), iface: iface.to_string(), netns_inode, ..Label::default() },
+        }
+    }
+
     /// pcapng `if_description`. The owner's name and the interface name are
     /// label values (quoted where needed, see [`crate::text`]), so that
     /// readers find where they end whatever the names contain.

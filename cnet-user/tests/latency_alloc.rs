@@ -5,32 +5,17 @@ mod common;
 
 use cnet::cmd::capture::Output;
 use cnet::latency::LatencySink;
+use cnet::model::Endpoint;
 use cnet::model::{Direction, Iface, IfaceStats, Packet};
-use cnet::model::{Endpoint, Label};
 use cnet::pipeline::sinks::Sink;
 
 #[global_allocator]
 static GLOBAL: common::Counting = common::Counting;
 
 fn iface(id: u32, owner: &str, addr: &str) -> Iface {
-    Iface::new(
-        id,
-        Endpoint {
-            ifindex: 10 + id,
-            ifname: format!("veth{id}"),
-            link_type: 1,
-            peer_view: true,
-            label: Label {
-                owner: owner.into(),
-                iface: "eth0".into(),
-                netns_inode: 1 + id as u64,
-                addrs: vec![format!("{addr}/24")],
-                comment_fields: vec![],
-                details: String::new(),
-            },
-        },
-        128,
-    )
+    let mut ep = Endpoint::veth_peer(10 + id, &format!("veth{id}"), owner, "eth0", 1 + id as u64);
+    ep.label.addrs = vec![format!("{addr}/24")];
+    Iface::new(id, ep, 128)
 }
 
 /// Ethernet + IPv4 + TCP (ACK|PSH) with a 16-byte payload.

@@ -1,74 +1,48 @@
-//! The per-packet path (parse a ring-buffer record, convert its timestamp,
-//! encode a pcapng EPB into a buffered writer) allocates nothing.
+//! The per-packet path of a capture (the collector parses a ring-buffer
+//! record, finds its interface, converts its timestamp, and the pcapng sink
+//! encodes an EPB into a buffered writer) allocates nothing.
 
 mod common;
 
 use std::io::{self, BufWriter};
 
-use cnet::model::{Direction, Iface, Packet};
-use cnet::model::{Endpoint, Label};
-use cnet::pipeline::collect::{Clock, parse_record};
+use cnet::model::Endpoint;
+use cnet::pipeline::collect::{Clock, Collector, encode_record};
 use cnet::pipeline::sinks::Sink;
 use cnet::pipeline::sinks::pcapng::PcapngSink;
-use cnet_common::{HEADER_LEN, PacketHeader};
+use cnet_common::PacketHeader;
 
 #[global_allocator]
 static GLOBAL: common::Counting = common::Counting;
 
 #[test]
 fn hot_path_allocates_nothing_per_packet() {
-    let iface = Iface::new(
-        0,
-        Endpoint {
-            ifindex: 7,
-            ifname: "veth0".into(),
-            link_type: 1,
-            peer_view: true,
-            label: Label {
-                owner: "netns:x".into(),
-                iface: "eth0".into(),
-                netns_inode: 1,
-                addrs: vec![],
-                comment_fields: vec![],
-                details: String::new(),
-            },
-        },
-        65535,
-    );
-    let clock = Clock::new();
+    let mut collector = Collector::new(Clock::new(), None, None);
     let mut sink = PcapngSink::new(BufWriter::with_capacity(1 << 16, io::sink()), "Linux").unwrap();
-    sink.add_interface(&iface).unwrap();
-    let mut recs = Vec::new();
-    for cap in [0usize, 60, 96, 1514, 65535] {
-        let h = PacketHeader {
-            ts_ns: 1,
-            ifindex: 7,
-            orig_len: 65535,
-            cap_len: cap as u32,
-            mark: 0,
-            hash: 0,
-            hook: 1,
-            _pad: [0; 3],
-        };
-        let mut v = vec![0u8; HEADER_LEN + 65536];
-        // SAFETY: v has room for the header.
-        unsafe { std::ptr::write_unaligned(v.as_mut_ptr().cast(), h) };
-        recs.push(v);
-    }
+    sink.add_interface(collector.add(Endpoint::veth_peer(7, "veth0", "netns:x", "eth0", 1), 65535, None)).unwrap();
+    let recs: Vec<Vec<u8>> = [0usize, 60, 96, 1514, 65535]
+        .into_iter()
+        .map(|cap| {
+            let h = PacketHeader {
+                ts_ns: 1,
+                ifindex: 7,
+                orig_len: 65535,
+                cap_len: cap as u32,
+                hook: 1,
+                ..Default::default()
+            };
+            encode_record(&h, &vec![0u8; cap], 65536)
+        })
+        .collect();
     let allocs = common::allocations_during(|| {
         for _ in 0..2000 {
             for rec in &recs {
-                let r = parse_record(rec).unwrap();
-                let pkt = Packet {
-                    ts_ns: clock.wall_ns(r.header.ts_ns),
-                    dir: Direction::In,
-                    orig_len: r.header.orig_len,
-                    data: r.data,
-                };
-                sink.packet(&iface, &pkt).unwrap();
+                assert!(collector.record(rec, &mut sink).unwrap());
             }
         }
         sink.flush().unwrap();
     });
     assert_eq!(allocs, 0, "allocations on the per-packet path");
+    assert_eq!(collector.captured(), 10_000);
+    assert_eq!(collector.bad_records(), 0);
 }

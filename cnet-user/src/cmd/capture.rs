@@ -11,10 +11,10 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::model::{Direction, Iface, IfaceStats, Packet};
+use crate::model::{Direction, IfaceStats};
 use crate::model::{Endpoint, EndpointEvent, Target};
-use crate::pipeline::attach::{AttachMode, Capture, LoadOptions};
-use crate::pipeline::collect::{self, Clock, IfindexMap, RingReader};
+use crate::pipeline::attach::{AttachMode, Hooks, LoadOptions};
+use crate::pipeline::collect::{BATCH, Clock, Collector, Ring};
 use crate::pipeline::resolve;
 use crate::pipeline::sinks::Sink;
 use crate::pipeline::sinks::pcapng::{PcapngSink, create_output, stdout_file};
@@ -71,8 +71,6 @@ pub struct Summary {
     pub interfaces: Vec<(String, IfaceStats)>,
 }
 
-/// Records read per wakeup before other work (flush, signals) gets a turn.
-const BATCH: usize = 8192;
 /// Longest time a packet may sit in cnet's buffer before reaching the file.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 /// The kernel wakes the reader only per batch (see `Config::wakeup_bytes`);
@@ -132,9 +130,42 @@ pub async fn run_with_sink<'s>(
     // First thing: from here on a SIGINT/SIGTERM/SIGHUP ends the capture
     // cleanly (hooks detached, file finished) instead of killing cnet
     // halfway through attaching.
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
+    let mut stop = StopSignals::install()?;
+    let Some(prepared) = prepare(&opts, &mut stop).await? else { return Ok(Summary::default()) };
+    // A fifo opens only once a reader is there, and a blocked open() does
+    // not answer signals: wait for the reader here, where they are heard.
+    let held = match &opts.output {
+        Output::File(path) => match stop.unless(fifo_reader(path)).await {
+            Ok(held) => held,
+            Err(sig) => return Ok(stopped_before_start(sig)),
+        },
+        _ => None,
+    };
+    // Open the output before attaching anything: a bad path must leave
+    // nothing behind.
+    let Opened { sink, live, watch } = open(&opts, &os_description())?;
+    // The fifo's own writer is open now; ours kept the reader from seeing
+    // an end of file in between.
+    drop(held);
+    let (mut session, ring) = Session::attach(&opts, prepared, sink, live, watch)?;
+    let mut ring = register(ring)?;
+    let write_error = session.run(&mut ring, &mut stop, opts.duration).await;
+    session.finish(ring.get_mut(), write_error, &opts.output)
+}
+
+/// What a capture needs before it opens its output and attaches: the
+/// compiled filter, the endpoints found so far, and the runtime watcher
+/// that follows container targets.
+struct Prepared {
+    snaplen: u32,
+    filter: Option<Filter>,
+    endpoints: Vec<Endpoint>,
+    watcher: Option<Watcher>,
+}
+
+/// Checks the options, compiles the filter and resolves the targets. None
+/// when a signal stopped cnet meanwhile (nothing is attached or written).
+async fn prepare(opts: &CaptureOptions, stop: &mut StopSignals) -> Result<Option<Prepared>> {
     if opts.targets.is_empty() {
         bail!(
             "nothing to capture: name a target with -i IFACE, --netns NAME|PATH, --pid PID, --container NAME or --all"
@@ -145,13 +176,13 @@ pub async fn run_with_sink<'s>(
     // takes seconds over a long expression and cannot be interrupted: it
     // compiles on a thread of its own, and a signal ends cnet meanwhile.
     let filter = match &opts.filter {
-        Some(expr) => {
-            let compiling = compile_off_thread(expr.clone(), snaplen);
-            match unless_stopped([&mut sigint, &mut sigterm, &mut sighup], compiling).await {
-                Ok(compiled) => Some(compiled?),
-                Err(sig) => return Ok(stopped_before_start(sig)),
+        Some(expr) => match stop.unless(compile_off_thread(expr.clone(), snaplen)).await {
+            Ok(compiled) => Some(compiled?),
+            Err(sig) => {
+                stopped_before_start(sig);
+                return Ok(None);
             }
-        }
+        },
         None => None,
     };
     let enters_netns = opts.targets.iter().any(|t| !matches!(t, Target::Interface(_)));
@@ -166,10 +197,12 @@ pub async fn run_with_sink<'s>(
     let mut watcher = None;
     if let Some(selection) = Selection::from_targets(&opts.targets)? {
         // A runtime that is slow to answer must not make cnet deaf to signals.
-        let starting = Watcher::start(selection, opts.wait);
-        let (w, found) = match unless_stopped([&mut sigint, &mut sigterm, &mut sighup], starting).await {
+        let (w, found) = match stop.unless(Watcher::start(selection, opts.wait)).await {
             Ok(started) => started?,
-            Err(sig) => return Ok(stopped_before_start(sig)),
+            Err(sig) => {
+                stopped_before_start(sig);
+                return Ok(None);
+            }
         };
         for ep in found {
             if !endpoints.iter().any(|e| e.ifindex == ep.ifindex) {
@@ -178,227 +211,311 @@ pub async fn run_with_sink<'s>(
         }
         watcher = Some(w);
     }
-
-    // Open the output before attaching anything: a bad path must leave
-    // nothing behind.
-    let os = os_description();
-    // A fifo opens only once a reader is there, and a blocked open() does
-    // not answer signals: wait for the reader here, where they are heard.
-    let held = match &opts.output {
-        Output::File(path) => match unless_stopped([&mut sigint, &mut sigterm, &mut sighup], fifo_reader(path)).await {
-            Ok(held) => held,
-            Err(sig) => return Ok(stopped_before_start(sig)),
-        },
-        _ => None,
-    };
-    let Opened { mut sink, live, watch } = open(&opts, &os)?;
-    // The fifo's own writer is open now; ours kept the reader from seeing
-    // an end of file in between.
-    drop(held);
-
-    let mut capture = Capture::load(&LoadOptions {
-        snaplen,
-        ring_bytes: opts.buffer_kib.saturating_mul(1024),
-        ebpf_log: opts.ebpf_log,
-        mode: opts.attach,
-        run_as: opts.drop_to.as_ref().map(|u| (u.uid, u.gid)),
-        filter,
-    })?;
-    let ring = capture.take_ring()?;
-    let mut logger = if opts.ebpf_log { Some(register(capture.take_logger()?)?) } else { None };
-
-    let mut ifaces: Vec<Iface> = Vec::new();
-    let mut by_ifindex = IfindexMap::new();
-    for ep in &endpoints {
-        capture.attach(ep)?;
-        let iface = Iface::new(ifaces.len() as u32, ep.clone(), snaplen).with_filter(opts.filter.as_deref());
-        sink.add_interface(&iface)?;
-        by_ifindex.insert(ep.ifindex, ifaces.len());
-        ifaces.push(iface);
-    }
-    if let Some(user) = &opts.drop_to {
-        // What is still needed after attaching: removing cls_bpf filters at
-        // exit needs CAP_NET_ADMIN; TCX links go away with their fds.
-        let keep: &[u32] = if capture.mode_name() == "clsact" { &[privileges::CAP_NET_ADMIN] } else { &[] };
-        privileges::drop_to(user, keep).with_context(|| format!("cannot switch to user {}", user.name))?;
-    }
-    if !opts.quiet {
-        let mut names: Vec<String> = ifaces.iter().map(|i| describe(&i.endpoint)).collect();
-        if names.is_empty() {
-            names.push("no interface yet, waiting for containers".into());
-        }
-        let filter = match &opts.filter {
-            Some(f) => format!(", filter \"{}\"", crate::text::escape(f)),
-            None => String::new(),
-        };
-        eprintln!("cnet: capturing on {} ({}, snaplen {snaplen} bytes{filter})", names.join(", "), capture.mode_name());
-    }
-    let mut changes = watcher.map(|w| {
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(w.run(tx));
-        rx
-    });
-
-    let clock = Clock::new();
-    let start_ns = Clock::now_wall_ns();
-    let mut dispatch = Dispatch {
-        delivered: vec![0u64; ifaces.len()],
-        ifaces,
-        by_ifindex,
-        clock,
-        captured: 0,
-        limit: opts.count.unwrap_or(u64::MAX),
-        bad_records: 0,
-        direction: opts.direction,
-    };
-    let status_line = !opts.quiet
-        && matches!(opts.output, Output::File(_) | Output::Rotate(_))
-        && !live
-        && io::stderr().is_terminal();
-
-    let mut ring = register(ring)?;
-    let deadline = tokio::time::sleep(opts.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
-    tokio::pin!(deadline);
-    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
-    let mut drain_tick = tokio::time::interval(DRAIN_INTERVAL);
-    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut status_due = std::time::Instant::now();
-    let mut write_error: Option<io::Error> = None;
-
-    'outer: loop {
-        tokio::select! {
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = sighup.recv() => break,
-            _ = &mut deadline => break,
-            r = ring.readable_mut() => {
-                let mut guard = r?;
-                let rb = guard.get_inner_mut();
-                let (n, more, err) = dispatch.drain(rb, &mut *sink);
-                if n < BATCH {
-                    guard.clear_ready();
-                }
-                if let Some(e) = err { write_error = Some(e); break 'outer; }
-                if live && let Err(e) = sink.flush() { write_error = Some(e); break 'outer; }
-                if !more { break 'outer; }
-            }
-            _ = drain_tick.tick(), if live => {
-                match dispatch.drain_some(ring.get_mut(), &mut *sink) {
-                    Err(e) => { write_error = Some(e); break 'outer; }
-                    Ok(false) => break 'outer,
-                    Ok(true) => {}
-                }
-                if live && let Err(e) = sink.flush() { write_error = Some(e); break 'outer; }
-            }
-            _ = tick.tick() => {
-                // Files are drained at this pace: drain before flushing so a
-                // packet waits at most one interval.
-                if !live {
-                    match dispatch.drain_some(ring.get_mut(), &mut *sink) {
-                        Err(e) => { write_error = Some(e); break 'outer; }
-                        Ok(false) => break 'outer,
-                        Ok(true) => {}
-                    }
-                }
-                if let Err(e) = sink.flush() { write_error = Some(e); break 'outer; }
-                // A reader that closed the pipe is noticed here even when no
-                // packets arrive to fail a write.
-                if watch.is_some_and(reader_gone) {
-                    write_error = Some(io::ErrorKind::BrokenPipe.into());
-                    break 'outer;
-                }
-                if status_line && status_due.elapsed() >= Duration::from_secs(1) {
-                    status_due = std::time::Instant::now();
-                    let c = capture.counters().unwrap_or_default();
-                    let lost: u64 = c.values().map(|v| v.lost).sum();
-                    eprint!("\r\x1b[Kcnet: {} packets written, {lost} dropped", dispatch.captured);
-                }
-            }
-            Some(l) = async { match logger.as_mut() { Some(l) => Some(l.readable_mut().await), None => None } } => {
-                if let Ok(mut g) = l { g.get_inner_mut().flush(); g.clear_ready(); }
-            }
-            Some(change) = async { match changes.as_mut() { Some(rx) => rx.recv().await, None => None } } => {
-                if let Err(e) = dispatch.apply(change, &mut capture, &mut *sink, snaplen, opts.quiet) {
-                    write_error = Some(e);
-                    break 'outer;
-                }
-            }
-        }
-    }
-    if status_line {
-        eprint!("\r\x1b[K");
-    }
-
-    // Stop the hooks, then take what is still in the ring, so the counters
-    // read afterwards match what was delivered.
-    let detach_result = capture.detach_all();
-    if write_error.is_none() && dispatch.captured < dispatch.limit {
-        let rb = ring.get_mut();
-        loop {
-            let (n, more, err) = dispatch.drain(rb, &mut *sink);
-            if let Some(e) = err {
-                write_error = Some(e);
-                break;
-            }
-            if n < BATCH || !more {
-                break;
-            }
-        }
-    }
-    let counters = capture.counters().unwrap_or_default();
-    drop(capture);
-    detach_result?;
-
-    let end_ns = Clock::now_wall_ns();
-    let mut summary = Summary { captured: dispatch.captured, ..Default::default() };
-    let ifaces = &dispatch.ifaces;
-    let mut stats = Vec::with_capacity(ifaces.len());
-    for (i, iface) in ifaces.iter().enumerate() {
-        let mut k = Counters::default();
-        for hook in Hook::ALL {
-            if let Some(c) = counters.get(&(iface.endpoint.ifindex, hook)) {
-                k.add(c);
-            }
-        }
-        summary.received_by_filter += k.matched;
-        summary.dropped_by_kernel += k.lost;
-        let s = IfaceStats { kernel: k, delivered: dispatch.delivered[i], start_ns, end_ns };
-        summary.interfaces.push((describe(&iface.endpoint), s.clone()));
-        stats.push(s);
-    }
-    match write_error {
-        None => {
-            if let Err(e) = sink.finish(&stats)
-                && e.kind() != io::ErrorKind::BrokenPipe
-            {
-                return Err(e).context(output_context(&opts.output));
-            }
-        }
-        // The reader of a pipe went away: a normal way for a live capture to end.
-        Some(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Some(e) => {
-            let _ = sink.flush();
-            print_summary(&summary);
-            return Err(e).context(output_context(&opts.output));
-        }
-    }
-    if dispatch.bad_records > 0 {
-        log::warn!("{} malformed ring-buffer records were skipped", dispatch.bad_records);
-    }
-    Ok(summary)
+    Ok(Some(Prepared { snaplen, filter, endpoints, watcher }))
 }
 
-/// Runs `work` unless SIGINT, SIGTERM or SIGHUP comes first: then the
-/// signal's name.
-async fn unless_stopped<T>(
-    [int, term, hup]: [&mut Signal; 3],
-    work: impl std::future::Future<Output = T>,
-) -> std::result::Result<T, &'static str> {
-    tokio::select! {
-        r = work => Ok(r),
-        _ = int.recv() => Err("SIGINT"),
-        _ = term.recv() => Err("SIGTERM"),
-        _ = hup.recv() => Err("SIGHUP"),
+/// A running capture: the hooks, the collector and the sink it feeds, and
+/// what the loop watches besides the ring.
+struct Session<'s> {
+    hooks: Hooks,
+    collector: Collector,
+    sink: Box<dyn Sink + 's>,
+    /// Flushed after every batch (pipes, fifos, terminals).
+    live: bool,
+    /// A pipe whose reader may go away.
+    watch: Option<RawFd>,
+    /// The one-line status on a terminal while writing a file.
+    status_line: bool,
+    logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
+    changes: Option<tokio::sync::mpsc::Receiver<EndpointEvent>>,
+    snaplen: u32,
+    quiet: bool,
+    start_ns: u64,
+}
+
+impl<'s> Session<'s> {
+    /// Loads the eBPF object, hooks every endpoint found so far, drops
+    /// privileges (`-Z`), says what is captured and starts following
+    /// containers. Returns the session and the ring to read.
+    fn attach(
+        opts: &CaptureOptions,
+        prepared: Prepared,
+        mut sink: Box<dyn Sink + 's>,
+        live: bool,
+        watch: Option<RawFd>,
+    ) -> Result<(Session<'s>, Ring)> {
+        let Prepared { snaplen, filter, endpoints, watcher } = prepared;
+        let mut hooks = Hooks::load(&LoadOptions {
+            snaplen,
+            ring_bytes: opts.buffer_kib.saturating_mul(1024),
+            ebpf_log: opts.ebpf_log,
+            mode: opts.attach,
+            run_as: opts.drop_to.as_ref().map(|u| (u.uid, u.gid)),
+            filter,
+        })?;
+        let ring = hooks.take_ring()?;
+        let logger = if opts.ebpf_log { Some(register(hooks.take_logger()?)?) } else { None };
+        let mut collector = Collector::new(Clock::new(), opts.count, opts.direction);
+        for ep in endpoints {
+            hooks.attach(&ep)?;
+            sink.add_interface(collector.add(ep, snaplen, opts.filter.as_deref()))?;
+        }
+        if let Some(user) = &opts.drop_to {
+            // What is still needed after attaching: removing cls_bpf filters
+            // at exit needs CAP_NET_ADMIN; TCX links go away with their fds.
+            let keep: &[u32] = if hooks.mode_name() == "clsact" { &[privileges::CAP_NET_ADMIN] } else { &[] };
+            privileges::drop_to(user, keep).with_context(|| format!("cannot switch to user {}", user.name))?;
+        }
+        if !opts.quiet {
+            let mut names: Vec<String> = collector.ifaces().iter().map(|i| describe(&i.endpoint)).collect();
+            if names.is_empty() {
+                names.push("no interface yet, waiting for containers".into());
+            }
+            let filter = match &opts.filter {
+                Some(f) => format!(", filter \"{}\"", crate::text::escape(f)),
+                None => String::new(),
+            };
+            eprintln!(
+                "cnet: capturing on {} ({}, snaplen {snaplen} bytes{filter})",
+                names.join(", "),
+                hooks.mode_name()
+            );
+        }
+        let changes = watcher.map(|w| {
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(w.run(tx));
+            rx
+        });
+        let status_line = !opts.quiet
+            && matches!(opts.output, Output::File(_) | Output::Rotate(_))
+            && !live
+            && io::stderr().is_terminal();
+        let session = Session {
+            hooks,
+            collector,
+            sink,
+            live,
+            watch,
+            status_line,
+            logger,
+            changes,
+            snaplen,
+            quiet: opts.quiet,
+            start_ns: Clock::now_wall_ns(),
+        };
+        Ok((session, ring))
+    }
+
+    /// The capture loop: runs until a signal, the deadline, the packet
+    /// limit, or an error writing the output, which it returns.
+    async fn run(
+        &mut self,
+        ring: &mut AsyncFd<Ring>,
+        stop: &mut StopSignals,
+        duration: Option<Duration>,
+    ) -> Option<io::Error> {
+        let deadline = tokio::time::sleep(duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+        let mut drain_tick = tokio::time::interval(DRAIN_INTERVAL);
+        drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut status_due = std::time::Instant::now();
+        let result = loop {
+            // Each arm says whether the capture goes on.
+            let step: io::Result<bool> = tokio::select! {
+                _ = stop.recv() => Ok(false),
+                _ = &mut deadline => Ok(false),
+                r = ring.readable_mut() => match r {
+                    Ok(mut guard) => self.drain_ready(guard.get_inner_mut()).map(|(d, caught_up)| {
+                        if caught_up {
+                            guard.clear_ready();
+                        }
+                        d
+                    }),
+                    Err(e) => Err(e),
+                },
+                _ = drain_tick.tick(), if self.live => self.drain_live(ring.get_mut()),
+                _ = tick.tick() => {
+                    let go_on = self.on_tick(ring.get_mut());
+                    if matches!(go_on, Ok(true)) && self.status_line && status_due.elapsed() >= Duration::from_secs(1) {
+                        status_due = std::time::Instant::now();
+                        self.print_status();
+                    }
+                    go_on
+                }
+                Some(l) = async { match self.logger.as_mut() { Some(l) => Some(l.readable_mut().await), None => None } } => {
+                    if let Ok(mut g) = l { g.get_inner_mut().flush(); g.clear_ready(); }
+                    Ok(true)
+                }
+                Some(change) = async { match self.changes.as_mut() { Some(rx) => rx.recv().await, None => None } } => {
+                    self.apply(change).map(|()| true)
+                }
+            };
+            match step {
+                Ok(true) => {}
+                Ok(false) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        if self.status_line {
+            eprint!("\r\x1b[K");
+        }
+        result
+    }
+
+    /// The ring woke cnet: read a batch, flush a live output. Returns
+    /// whether to go on and whether the ring was read to its end.
+    fn drain_ready(&mut self, ring: &mut Ring) -> io::Result<(bool, bool)> {
+        let d = self.collector.drain(ring, &mut *self.sink)?;
+        if self.live {
+            self.sink.flush()?;
+        }
+        Ok((d.more, d.records < BATCH))
+    }
+
+    /// Below the wakeup watermark, records of a live output are picked up
+    /// by this timer.
+    fn drain_live(&mut self, ring: &mut Ring) -> io::Result<bool> {
+        if !self.collector.drain_some(ring, &mut *self.sink)? {
+            return Ok(false);
+        }
+        self.sink.flush()?;
+        Ok(true)
+    }
+
+    /// Files are drained at the flush pace: drain before flushing so a
+    /// packet waits at most one interval. A reader that closed the pipe is
+    /// noticed here even when no packets arrive to fail a write.
+    fn on_tick(&mut self, ring: &mut Ring) -> io::Result<bool> {
+        if !self.live && !self.collector.drain_some(ring, &mut *self.sink)? {
+            return Ok(false);
+        }
+        self.sink.flush()?;
+        if self.watch.is_some_and(reader_gone) {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        Ok(true)
+    }
+
+    fn print_status(&self) {
+        let c = self.hooks.counters().unwrap_or_default();
+        let lost: u64 = c.values().map(|v| v.lost).sum();
+        eprint!("\r\x1b[Kcnet: {} packets written, {lost} dropped", self.collector.captured());
+    }
+
+    /// Hooks an interface that appeared mid-capture, or unhooks one that
+    /// went away. A removed interface keeps its pcapng id and its ifindex
+    /// mapping, so records still in the ring are labelled correctly.
+    fn apply(&mut self, change: EndpointEvent) -> io::Result<()> {
+        match change {
+            EndpointEvent::Add(ep) => {
+                if let Err(e) = self.hooks.attach(&ep) {
+                    // The container may have stopped again already.
+                    log::warn!("cannot attach to {}: {e}", describe(&ep));
+                    return Ok(());
+                }
+                let iface = self.collector.add(ep, self.snaplen, None);
+                self.sink.add_interface(iface)?;
+                if !self.quiet {
+                    eprintln!("cnet: attached {}", describe(&iface.endpoint));
+                }
+            }
+            EndpointEvent::Remove(ep) => {
+                if let Err(e) = self.hooks.detach(ep.ifindex) {
+                    log::warn!("cannot detach from {}: {e}", describe(&ep));
+                }
+                if !self.quiet {
+                    eprintln!("cnet: detached {}", describe(&ep));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the hooks, takes what is still in the ring (so the counters
+    /// read afterwards match what was delivered), and finishes the output
+    /// with the statistics.
+    fn finish(mut self, ring: &mut Ring, mut write_error: Option<io::Error>, output: &Output) -> Result<Summary> {
+        let detach_result = self.hooks.detach_all();
+        if write_error.is_none()
+            && let Err(e) = self.collector.drain_all(ring, &mut *self.sink)
+        {
+            write_error = Some(e);
+        }
+        let counters = self.hooks.counters().unwrap_or_default();
+        drop(self.hooks);
+        detach_result?;
+
+        let end_ns = Clock::now_wall_ns();
+        let mut summary = Summary { captured: self.collector.captured(), ..Default::default() };
+        let mut stats = Vec::with_capacity(self.collector.ifaces().len());
+        for (iface, delivered) in self.collector.ifaces().iter().zip(self.collector.delivered()) {
+            let mut k = Counters::default();
+            for hook in Hook::ALL {
+                if let Some(c) = counters.get(&(iface.endpoint.ifindex, hook)) {
+                    k.add(c);
+                }
+            }
+            summary.received_by_filter += k.matched;
+            summary.dropped_by_kernel += k.lost;
+            let s = IfaceStats { kernel: k, delivered: *delivered, start_ns: self.start_ns, end_ns };
+            summary.interfaces.push((describe(&iface.endpoint), s.clone()));
+            stats.push(s);
+        }
+        match write_error {
+            None => {
+                if let Err(e) = self.sink.finish(&stats)
+                    && e.kind() != io::ErrorKind::BrokenPipe
+                {
+                    return Err(e).context(output_context(output));
+                }
+            }
+            // The reader of a pipe went away: a normal way for a live capture to end.
+            Some(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            Some(e) => {
+                let _ = self.sink.flush();
+                print_summary(&summary);
+                return Err(e).context(output_context(output));
+            }
+        }
+        if self.collector.bad_records() > 0 {
+            log::warn!("{} malformed ring-buffer records were skipped", self.collector.bad_records());
+        }
+        Ok(summary)
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP: each ends the capture cleanly.
+struct StopSignals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl StopSignals {
+    fn install() -> io::Result<StopSignals> {
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The name of the next of these signals to arrive.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => "SIGHUP",
+        }
+    }
+
+    /// Runs `work` unless one of the signals comes first: then its name.
+    async fn unless<T>(&mut self, work: impl std::future::Future<Output = T>) -> std::result::Result<T, &'static str> {
+        tokio::select! {
+            r = work => Ok(r),
+            sig = self.recv() => Err(sig),
+        }
     }
 }
 
@@ -446,128 +563,6 @@ async fn fifo_reader(path: &std::path::Path) -> Option<std::fs::File> {
             }
             Err(_) => return None,
         }
-    }
-}
-
-/// Turns ring-buffer records into labeled packets for the sink.
-struct Dispatch {
-    /// Every interface ever captured, by pcapng id (never shrinks).
-    ifaces: Vec<Iface>,
-    by_ifindex: IfindexMap,
-    clock: Clock,
-    delivered: Vec<u64>,
-    captured: u64,
-    limit: u64,
-    bad_records: u64,
-    direction: Option<Direction>,
-}
-
-impl Dispatch {
-    /// Hooks an interface that appeared mid-capture, or unhooks one that
-    /// went away. A removed interface keeps its pcapng id and its ifindex
-    /// mapping, so records still in the ring are labeled correctly.
-    fn apply(
-        &mut self,
-        change: EndpointEvent,
-        capture: &mut Capture,
-        sink: &mut dyn Sink,
-        snaplen: u32,
-        quiet: bool,
-    ) -> io::Result<()> {
-        match change {
-            EndpointEvent::Add(ep) => {
-                if let Err(e) = capture.attach(&ep) {
-                    // The container may have stopped again already.
-                    log::warn!("cannot attach to {}: {e}", describe(&ep));
-                    return Ok(());
-                }
-                let iface = Iface::new(self.ifaces.len() as u32, ep, snaplen);
-                sink.add_interface(&iface)?;
-                if !quiet {
-                    eprintln!("cnet: attached {}", describe(&iface.endpoint));
-                }
-                self.by_ifindex.insert(iface.endpoint.ifindex, self.ifaces.len());
-                self.ifaces.push(iface);
-                self.delivered.push(0);
-            }
-            EndpointEvent::Remove(ep) => {
-                if let Err(e) = capture.detach(ep.ifindex) {
-                    log::warn!("cannot detach from {}: {e}", describe(&ep));
-                }
-                if !quiet {
-                    eprintln!("cnet: detached {}", describe(&ep));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Handles one record; returns false once the packet limit is reached.
-    fn record(&mut self, bytes: &[u8], sink: &mut dyn Sink) -> io::Result<bool> {
-        if self.captured >= self.limit {
-            return Ok(false);
-        }
-        let rec = match collect::parse_record(bytes) {
-            Ok(r) => r,
-            Err(e) => {
-                self.bad_records += 1;
-                if self.bad_records == 1 {
-                    log::warn!("skipping malformed ring-buffer record: {e}");
-                }
-                return Ok(true);
-            }
-        };
-        let Some(&idx) = self.by_ifindex.get(&rec.header.ifindex) else { return Ok(true) };
-        let iface = &self.ifaces[idx];
-        let hook = Hook::from_u8(rec.header.hook).unwrap_or(Hook::Ingress);
-        let pkt = Packet {
-            ts_ns: self.clock.wall_ns(rec.header.ts_ns),
-            dir: Direction::from_hook(hook, iface.endpoint.peer_view),
-            orig_len: rec.header.orig_len,
-            data: rec.data,
-        };
-        if self.direction.is_some_and(|d| d != pkt.dir) {
-            return Ok(true);
-        }
-        sink.packet(iface, &pkt)?;
-        self.delivered[idx] += 1;
-        self.captured += 1;
-        Ok(self.captured < self.limit)
-    }
-
-    /// Drains the ring, bounded so that signals and flushes still get their
-    /// turn when it refills as fast as it is read. Returns whether to go on.
-    fn drain_some(&mut self, ring: &mut RingReader, sink: &mut dyn Sink) -> io::Result<bool> {
-        for _ in 0..8 {
-            let (n, more, err) = self.drain(ring, sink);
-            if let Some(e) = err {
-                return Err(e);
-            }
-            if !more {
-                return Ok(false);
-            }
-            if n < BATCH {
-                break;
-            }
-        }
-        Ok(true)
-    }
-
-    /// Reads up to BATCH records: (records read, whether to go on, write error).
-    fn drain(&mut self, ring: &mut RingReader, sink: &mut dyn Sink) -> (usize, bool, Option<io::Error>) {
-        let mut more = true;
-        let mut err = None;
-        let n = ring.read(BATCH, |bytes| match self.record(bytes, sink) {
-            Ok(m) => {
-                more = m;
-                m
-            }
-            Err(e) => {
-                err = Some(e);
-                false
-            }
-        });
-        (n, more, err)
     }
 }
 

@@ -18,7 +18,7 @@ use aya::{Ebpf, EbpfLoader};
 use cnet_common::{Config, Counters, Hook, IFINDEX_TABLE, MAX_SLOTS, MAX_SNAPLEN, counter_index, names, prog_index};
 
 use crate::model::Endpoint;
-use crate::pipeline::collect::RingReader;
+use crate::pipeline::collect::Ring;
 use crate::platform::netlink::{CLSACT_EGRESS, CLSACT_INGRESS, Netlink};
 use cnet_filter::{self as filter, Filter};
 
@@ -102,7 +102,7 @@ impl ClsactMarker {
 
 /// A loaded eBPF object and the interfaces it is attached to. Dropping it
 /// detaches every program.
-pub struct Capture {
+pub struct Hooks {
     ebpf: Ebpf,
     tcx: bool,
     hooked: HashMap<u32, Hooked>,
@@ -134,7 +134,7 @@ fn hook_str(hook: Hook) -> &'static str {
     }
 }
 
-impl Capture {
+impl Hooks {
     pub fn load(opts: &LoadOptions) -> Result<Self, AttachError> {
         let ring_bytes = opts.ring_bytes.clamp(4096, 1 << 30).next_power_of_two();
         let mut ebpf = EbpfLoader::new()
@@ -165,7 +165,7 @@ impl Capture {
                 aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
             }
         };
-        Ok(Capture {
+        Ok(Hooks {
             ebpf,
             tcx,
             hooked: HashMap::new(),
@@ -182,13 +182,13 @@ impl Capture {
     }
 
     /// The packet ring buffer, mapped for reading; call once.
-    pub fn take_ring(&mut self) -> Result<RingReader, AttachError> {
+    pub fn take_ring(&mut self) -> Result<Ring, AttachError> {
         let map =
             self.ebpf.take_map(names::RING).ok_or_else(|| AttachError::Map("ring buffer already taken".into()))?;
         let Map::RingBuf(data) = map else {
             return Err(AttachError::Map(format!("{} is not a ring buffer", names::RING)));
         };
-        RingReader::new(data).map_err(|e| AttachError::Map(format!("cannot map the ring buffer: {e}")))
+        Ring::new(data).map_err(|e| AttachError::Map(format!("cannot map the ring buffer: {e}")))
     }
 
     /// Starts forwarding aya-log records from the kernel side to `log`.
@@ -355,7 +355,7 @@ impl Capture {
     }
 }
 
-impl Drop for Capture {
+impl Drop for Hooks {
     fn drop(&mut self) {
         let _ = self.detach_all();
     }

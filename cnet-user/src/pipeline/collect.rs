@@ -1,6 +1,8 @@
-//! The collector: reads packet records from the BPF ring buffer, turns
-//! kernel timestamps into wall-clock time and hands labeled packets to the
-//! sinks.
+//! The collector: reads packet records from the BPF ring buffer ([`Ring`]),
+//! turns each into a labelled packet ([`Collector`]: interface, direction,
+//! wall-clock time from the kernel's monotonic stamp) and hands it to a
+//! sink. This is the whole per-packet path in userspace; it allocates
+//! nothing per packet.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -8,6 +10,12 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use cnet_common::{HEADER_LEN, Hook, PacketHeader};
+
+use crate::model::{Direction, Endpoint, Iface, Packet};
+use crate::pipeline::sinks::Sink;
+
+/// Records read per drain before other work (flushes, signals) gets a turn.
+pub const BATCH: usize = 8192;
 
 /// A packet record as the kernel wrote it.
 #[derive(Debug, Clone, Copy)]
@@ -132,7 +140,7 @@ impl IfindexMap {
 /// instead of twice (aya and libbpf map it twice so that records crossing
 /// the end are contiguous): the few records that wrap are copied into a
 /// scratch buffer, and mapping, unmapping and page-table cost halve.
-pub struct RingReader {
+pub struct Ring {
     map: aya::maps::MapData,
     /// The consumer page (read-write) and the producer page plus data area
     /// (read-only), as mapped.
@@ -150,7 +158,7 @@ pub struct RingReader {
 
 // SAFETY: the mappings belong to this value alone; nothing about them is
 // tied to the thread that created them.
-unsafe impl Send for RingReader {}
+unsafe impl Send for Ring {}
 
 /// Kernel ring-buffer record header bits (`BPF_RINGBUF_BUSY_BIT`,
 /// `BPF_RINGBUF_DISCARD_BIT`) and header size (`BPF_RINGBUF_HDR_SZ`).
@@ -158,9 +166,9 @@ const RB_BUSY: u32 = 1 << 31;
 const RB_DISCARD: u32 = 1 << 30;
 const RB_HDR: usize = 8;
 
-impl RingReader {
+impl Ring {
     /// Maps the ring buffer `map` (a `BPF_MAP_TYPE_RINGBUF`).
-    pub fn new(map: aya::maps::MapData) -> io::Result<RingReader> {
+    pub fn new(map: aya::maps::MapData) -> io::Result<Ring> {
         use std::os::fd::AsFd;
         let size = map.info().map_err(io::Error::other)?.max_entries() as usize;
         // SAFETY: sysconf has no preconditions.
@@ -188,7 +196,7 @@ impl RingReader {
                 return Err(e);
             }
         };
-        let mut r = RingReader { map, consumer, producer, page, size, pos: 0, published: 0, scratch: Vec::new() };
+        let mut r = Ring { map, consumer, producer, page, size, pos: 0, published: 0, scratch: Vec::new() };
         r.pos = r.consumer_pos().load(Ordering::Acquire);
         r.published = r.pos;
         Ok(r)
@@ -287,14 +295,14 @@ impl RingReader {
     }
 }
 
-impl AsRawFd for RingReader {
+impl AsRawFd for Ring {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsFd;
         self.map.fd().as_fd().as_raw_fd()
     }
 }
 
-impl Drop for RingReader {
+impl Drop for Ring {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly the two mappings made in `new`.
         unsafe {
@@ -339,4 +347,173 @@ mod tests {
         let now = Clock::now_wall_ns();
         assert!(now.abs_diff(wall) < 50_000_000, "{now} vs {wall}");
     }
+}
+
+/// What one [`Collector::drain`] did.
+#[derive(Clone, Copy, Debug)]
+pub struct Drained {
+    /// Records read from the ring.
+    pub records: usize,
+    /// False once the packet limit is reached: the capture is over.
+    pub more: bool,
+}
+
+/// Turns ring-buffer records into labelled packets for a sink, and counts
+/// them per interface. Interfaces are added as they are hooked and never
+/// removed, so records still in the ring after an interface went away are
+/// labelled correctly; an interface's position is its pcapng id.
+#[derive(Debug)]
+pub struct Collector {
+    ifaces: Vec<Iface>,
+    by_ifindex: IfindexMap,
+    clock: Clock,
+    delivered: Vec<u64>,
+    captured: u64,
+    limit: u64,
+    bad_records: u64,
+    direction: Option<Direction>,
+}
+
+impl Collector {
+    /// A collector that stops after `limit` packets (none: no limit) and
+    /// keeps only packets in `direction` (none: both).
+    pub fn new(clock: Clock, limit: Option<u64>, direction: Option<Direction>) -> Collector {
+        Collector {
+            ifaces: Vec::new(),
+            by_ifindex: IfindexMap::new(),
+            clock,
+            delivered: Vec::new(),
+            captured: 0,
+            limit: limit.unwrap_or(u64::MAX),
+            bad_records: 0,
+            direction,
+        }
+    }
+
+    /// Adds the interface of `endpoint` with the next pcapng id and returns
+    /// it, for the sink to describe.
+    pub fn add(&mut self, endpoint: Endpoint, snaplen: u32, filter: Option<&str>) -> &Iface {
+        let id = self.ifaces.len();
+        self.by_ifindex.insert(endpoint.ifindex, id);
+        self.ifaces.push(Iface::new(id as u32, endpoint, snaplen).with_filter(filter));
+        self.delivered.push(0);
+        &self.ifaces[id]
+    }
+
+    /// Every interface ever added, by pcapng id.
+    pub fn ifaces(&self) -> &[Iface] {
+        &self.ifaces
+    }
+
+    /// Packets handed to the sink, per interface (by pcapng id).
+    pub fn delivered(&self) -> &[u64] {
+        &self.delivered
+    }
+
+    /// Packets handed to the sink in all.
+    pub fn captured(&self) -> u64 {
+        self.captured
+    }
+
+    /// Whether the packet limit has been reached.
+    pub fn done(&self) -> bool {
+        self.captured >= self.limit
+    }
+
+    /// Records that could not be parsed (and were skipped).
+    pub fn bad_records(&self) -> u64 {
+        self.bad_records
+    }
+
+    /// Handles one record; returns false once the packet limit is reached.
+    pub fn record(&mut self, bytes: &[u8], sink: &mut dyn Sink) -> io::Result<bool> {
+        if self.done() {
+            return Ok(false);
+        }
+        let rec = match parse_record(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                self.bad_records += 1;
+                if self.bad_records == 1 {
+                    log::warn!("skipping malformed ring-buffer record: {e}");
+                }
+                return Ok(true);
+            }
+        };
+        let Some(&idx) = self.by_ifindex.get(&rec.header.ifindex) else { return Ok(true) };
+        let iface = &self.ifaces[idx];
+        let hook = Hook::from_u8(rec.header.hook).unwrap_or(Hook::Ingress);
+        let pkt = Packet {
+            ts_ns: self.clock.wall_ns(rec.header.ts_ns),
+            dir: Direction::from_hook(hook, iface.endpoint.peer_view),
+            orig_len: rec.header.orig_len,
+            data: rec.data,
+        };
+        if self.direction.is_some_and(|d| d != pkt.dir) {
+            return Ok(true);
+        }
+        sink.packet(iface, &pkt)?;
+        self.delivered[idx] += 1;
+        self.captured += 1;
+        Ok(!self.done())
+    }
+
+    /// Reads up to [`BATCH`] records into the sink.
+    pub fn drain(&mut self, ring: &mut Ring, sink: &mut dyn Sink) -> io::Result<Drained> {
+        let mut more = true;
+        let mut err = None;
+        let records = ring.read(BATCH, |bytes| match self.record(bytes, sink) {
+            Ok(m) => {
+                more = m;
+                m
+            }
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        });
+        match err {
+            Some(e) => Err(e),
+            None => Ok(Drained { records, more }),
+        }
+    }
+
+    /// Drains the ring, bounded so that signals and flushes still get their
+    /// turn when it refills as fast as it is read. Returns whether to go on.
+    pub fn drain_some(&mut self, ring: &mut Ring, sink: &mut dyn Sink) -> io::Result<bool> {
+        for _ in 0..8 {
+            let d = self.drain(ring, sink)?;
+            if !d.more {
+                return Ok(false);
+            }
+            if d.records < BATCH {
+                break;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Drains everything left in the ring (after the hooks are detached).
+    pub fn drain_all(&mut self, ring: &mut Ring, sink: &mut dyn Sink) -> io::Result<()> {
+        while !self.done() {
+            let d = self.drain(ring, sink)?;
+            if d.records < BATCH || !d.more {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encodes a record as the kernel writes it: the header, then the packet's
+/// bytes in a data area of `class` bytes (one of `SIZE_CLASSES`). For
+/// tests and benchmarks that feed [`Collector`] without a kernel.
+pub fn encode_record(header: &PacketHeader, data: &[u8], class: usize) -> Vec<u8> {
+    let mut v = vec![0u8; HEADER_LEN + class.max(data.len())];
+    let h = header as *const PacketHeader as *const u8;
+    // SAFETY: PacketHeader is plain old data of HEADER_LEN bytes (repr(C),
+    // explicit padding), so viewing it as bytes reads initialised memory.
+    v[..HEADER_LEN].copy_from_slice(unsafe { std::slice::from_raw_parts(h, HEADER_LEN) });
+    v[HEADER_LEN..HEADER_LEN + data.len()].copy_from_slice(data);
+    v
 }

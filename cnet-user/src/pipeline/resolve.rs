@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::platform::netlink::{Addr, Link, Netlink};
 use crate::platform::netns;
 
-use crate::model::{Endpoint, Label, Target};
+use crate::model::{Endpoint, Target};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -87,20 +87,7 @@ pub fn resolve(target: &Target, host: &HostLinks) -> Result<Vec<Endpoint>, Resol
     match target {
         Target::Interface(name) => {
             let link = host.by_name(name).ok_or_else(|| ResolveError::NoSuchInterface(name.clone()))?;
-            Ok(vec![Endpoint {
-                ifindex: link.index,
-                ifname: link.name.clone(),
-                link_type: link.link_type,
-                peer_view: false,
-                label: Label {
-                    owner: String::new(),
-                    iface: link.name.clone(),
-                    netns_inode: 0,
-                    addrs: Vec::new(),
-                    comment_fields: Vec::new(),
-                    details: String::new(),
-                },
-            }])
+            Ok(vec![Endpoint::host_interface(link.index, &link.name, link.link_type)])
         }
         Target::Netns(name) => {
             let path = netns_path(name);
@@ -157,24 +144,15 @@ pub fn resolve_netns(
             Some(h) if h.kind.as_deref() == Some("veth") && h.peer_index == Some(l.index) => {
                 let mut comment_fields = fields.clone();
                 comment_fields.push(("netns".into(), inode.to_string()));
-                out.push(Endpoint {
-                    ifindex: h.index,
-                    ifname: h.name.clone(),
-                    link_type: h.link_type,
-                    peer_view: true,
-                    label: Label {
-                        owner: owner.to_string(),
-                        iface: l.name.clone(),
-                        netns_inode: inode,
-                        addrs: addrs
-                            .iter()
-                            .filter(|a| a.index == l.index)
-                            .map(|a| format!("{}/{}", a.addr, a.prefix_len))
-                            .collect(),
-                        comment_fields,
-                        details: String::new(),
-                    },
-                });
+                let mut ep = Endpoint::veth_peer(h.index, &h.name, owner, &l.name, inode);
+                ep.link_type = h.link_type;
+                ep.label.addrs = addrs
+                    .iter()
+                    .filter(|a| a.index == l.index)
+                    .map(|a| format!("{}/{}", a.addr, a.prefix_len))
+                    .collect();
+                ep.label.comment_fields = comment_fields;
+                out.push(ep);
             }
             _ => skipped.push(format!("{} (peer ifindex {peer} is not a veth in cnet's namespace)", l.name)),
         }

@@ -547,25 +547,14 @@ impl<W: Write> PcapngSink<W> {
 pub(crate) mod tests {
     use super::*;
     use crate::model::Direction;
-    use crate::model::{Endpoint, Label};
+    use crate::model::Endpoint;
     use pcap_file::pcapng::{Block, PcapNgReader};
 
     /// A host veth of a netns `blue`, for sink tests.
     pub(crate) fn endpoint() -> Endpoint {
-        Endpoint {
-            ifindex: 7,
-            ifname: "veth7".into(),
-            link_type: 1,
-            peer_view: true,
-            label: Label {
-                owner: "netns:blue".into(),
-                iface: "eth0".into(),
-                netns_inode: 4026532000,
-                addrs: vec![],
-                comment_fields: vec![("ns".into(), "blue".into())],
-                ..Default::default()
-            },
-        }
+        let mut ep = Endpoint::veth_peer(7, "veth7", "netns:blue", "eth0", 4026532000);
+        ep.label.comment_fields = vec![("ns".into(), "blue".into())];
+        ep
     }
 
     #[test]
