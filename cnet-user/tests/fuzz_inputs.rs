@@ -9,7 +9,7 @@ use clap::Parser;
 use cnet::cli::Cli;
 use cnet::codec::capture_file::for_each_packet_in;
 use cnet::pipeline::collect::parse_record;
-use cnet::platform::runtime::select::NameSpec;
+use cnet::pipeline::resolve::select::NameSpec;
 use proptest::prelude::*;
 
 /// A valid little-endian pcapng section header + Ethernet IDB, so the

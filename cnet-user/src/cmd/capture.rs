@@ -16,13 +16,13 @@ use crate::model::{Endpoint, EndpointEvent, Target};
 use crate::pipeline::attach::{AttachMode, Hooks, LoadOptions};
 use crate::pipeline::collect::{BATCH, Clock, Collector, Ring};
 use crate::pipeline::resolve;
+use crate::pipeline::resolve::select::Selection;
+use crate::pipeline::resolve::watch::Watcher;
 use crate::pipeline::sinks::Sink;
 use crate::pipeline::sinks::pcapng::{PcapngSink, create_output, stdout_file};
 use crate::pipeline::sinks::print::Printer;
 use crate::pipeline::sinks::rotate::{RotatingSink, Rotation};
 use crate::platform::privileges;
-use crate::platform::runtime::select::Selection;
-use crate::platform::runtime::watch::Watcher;
 use cnet_filter::Filter;
 
 /// Where packets go.

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::pipeline::resolve::HostLinks;
-use crate::platform::runtime::endpoints::resolve_container;
+use crate::pipeline::resolve::containers::resolve_container;
 use crate::platform::runtime::{Container, connect_many};
 use crate::text;
 

@@ -16,10 +16,7 @@ use serde::Serialize;
 mod bounded;
 pub mod containerd;
 pub mod docker;
-pub mod endpoints;
 pub mod podman;
-pub mod select;
-pub mod watch;
 
 /// The runtimes cnet knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

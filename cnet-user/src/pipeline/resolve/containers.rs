@@ -3,8 +3,7 @@
 
 use crate::model::Endpoint;
 use crate::pipeline::resolve::{self, HostLinks, ResolveError};
-
-use super::Container;
+use crate::platform::runtime::Container;
 
 /// Host ends of the container's veths, or why there are none (the reason
 /// completes "container X …").

@@ -4,8 +4,8 @@
 
 use globset::{Glob, GlobMatcher};
 
-use super::{Container, RuntimeKind};
 use crate::model::Target;
+use crate::platform::runtime::{Container, RuntimeKind};
 
 /// One `--container` argument, parsed.
 #[derive(Clone, Debug)]

@@ -1,6 +1,8 @@
 //! Target resolution: turns what the user named (an interface, a network
-//! namespace, a PID; containers through [`crate::platform::runtime`]) into the host-side interfaces to hook
-//! and the labels their packets carry.
+//! namespace, a PID) into the host-side interfaces to hook and the labels
+//! their packets carry. Containers are selected by name or glob
+//! ([`select`]), resolved through the runtimes ([`containers`]) and
+//! followed as they start, restart and stop ([`watch`]).
 //!
 //! For a namespace the host end of each veth is found the way one would by
 //! hand: the container-side veth's IFLA_LINK is the ifindex of its peer in
@@ -12,6 +14,10 @@ use crate::platform::netlink::{Addr, Link, Netlink};
 use crate::platform::netns;
 
 use crate::model::{Endpoint, Target};
+
+pub mod containers;
+pub mod select;
+pub mod watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -105,7 +111,7 @@ pub fn resolve(target: &Target, host: &HostLinks) -> Result<Vec<Endpoint>, Resol
             }
             resolve_netns(&path, &format!("pid:{pid}"), vec![("pid".into(), pid.to_string())], host)
         }
-        // Resolved asynchronously by runtime::watch, which also follows them.
+        // Resolved asynchronously by the watcher, which also follows them.
         Target::Container(_) | Target::AllContainers | Target::Pod(_) | Target::ContainerIface(_) => Ok(Vec::new()),
     }
 }

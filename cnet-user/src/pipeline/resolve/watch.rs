@@ -10,11 +10,11 @@ use anyhow::{Context, Result, bail};
 use futures_util::future::select_all;
 use tokio::sync::mpsc;
 
-use super::endpoints::{filter_ifaces, resolve_container};
+use super::containers::{filter_ifaces, resolve_container};
 use super::select::Selection;
-use super::{Container, NetworkInfo, Runtime, RuntimeKind, connect_many};
 use crate::model::{Endpoint, EndpointEvent};
 use crate::pipeline::resolve::HostLinks;
+use crate::platform::runtime::{Container, NetworkInfo, Runtime, RuntimeKind, connect_many};
 
 /// Fallback poll period: keeps "attached within a second" without events.
 const POLL: Duration = Duration::from_millis(500);
@@ -51,9 +51,9 @@ impl Watcher {
         if runtimes.is_empty() {
             bail!(
                 "no container runtime found: looked for docker at {} (or $DOCKER_HOST), podman at {} and containerd at {}; start one, or capture a namespace with --netns",
-                super::docker::DEFAULT_SOCKET,
-                super::podman::DEFAULT_SOCKET,
-                super::containerd::DEFAULT_SOCKET
+                crate::platform::runtime::docker::DEFAULT_SOCKET,
+                crate::platform::runtime::podman::DEFAULT_SOCKET,
+                crate::platform::runtime::containerd::DEFAULT_SOCKET
             );
         }
         let mut w = Watcher { runtimes, selection, current: BTreeMap::new(), cache: HashMap::new() };
