@@ -12,7 +12,6 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use pcap_file::DataLink;
 use pcap_file::pcap::PcapReader;
 
 use crate::model::Direction;
@@ -487,11 +486,6 @@ fn read_pcap<R: Read>(r: R, path: &str, out: &mut CaptureFile, f: &mut OnPacket<
         }
     }
     Ok(())
-}
-
-/// Whether a file's link type is Ethernet (else raw IP for cnet's purposes).
-pub fn is_ethernet(linktype: u32) -> bool {
-    linktype == u32::from(DataLink::ETHERNET)
 }
 
 #[cfg(test)]

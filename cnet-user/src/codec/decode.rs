@@ -14,30 +14,7 @@ use etherparse::{LaxLinkExtSlice, LaxNetSlice, LaxSlicedPacket, LinkSlice, TcpOp
 use serde::Serialize;
 
 use super::dns;
-
-/// Link layer of the bytes to decode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Link {
-    Ethernet,
-    /// Bare IPv4/IPv6 (LINKTYPE_RAW).
-    Raw,
-    /// Linux cooked capture v1 (`tcpdump -i any`): a 16-byte header
-    /// ending in the EtherType.
-    LinuxSll,
-}
-
-impl Link {
-    /// The link of a pcap/pcapng LINKTYPE_* value, if cnet can decode it.
-    pub fn from_linktype(linktype: u32) -> Option<Link> {
-        match linktype {
-            1 => Some(Link::Ethernet),
-            // LINKTYPE_RAW, and DLT_RAW's value on some BSDs; IPv4; IPv6.
-            101 | 12 | 14 | 228 | 229 => Some(Link::Raw),
-            113 => Some(Link::LinuxSll),
-            _ => None,
-        }
-    }
-}
+pub use super::link::Link;
 
 /// What could be decoded of one packet. Absent layers are `None`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

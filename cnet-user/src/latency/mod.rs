@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail};
 use crate::cmd::capture::{self, CaptureOptions, Output};
 use crate::model::{Direction, Iface, IfaceStats, Packet};
 use crate::pipeline::sinks::Sink;
-use crate::pipeline::sinks::pcapng::{PcapngSink, create_output, datalink, stdout_file};
+use crate::pipeline::sinks::pcapng::{PcapngSink, create_output, stdout_file};
 use flows::{FlowTracker, Vantage};
 use hops::HopMatcher;
 use parse::Link;
@@ -56,7 +56,7 @@ impl Engine {
     pub fn add_interface(&mut self, iface: &Iface) {
         let ep = &iface.endpoint;
         let id = iface.id as usize;
-        let link = if datalink(ep.link_type) == pcap_file::DataLink::RAW { Link::Raw } else { Link::Ethernet };
+        let link = Link::of_interface(ep.link_type);
         if self.links.len() <= id {
             self.links.resize(id + 1, Link::Ethernet);
             self.labels.resize(id + 1, String::new());

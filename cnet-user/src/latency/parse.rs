@@ -7,13 +7,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Link layer of the captured bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Link {
-    Ethernet,
-    /// Bare IPv4/IPv6 (tun, wireguard).
-    Raw,
-}
+pub use crate::codec::link::Link;
 
 /// Transport protocol, as far as latency cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -83,8 +77,8 @@ pub struct Headers {
 pub fn parse(link: Link, data: &[u8], orig_len: u32) -> Option<Headers> {
     let (ip, l2_len) = match link {
         Link::Raw => (data, 0usize),
-        Link::Ethernet => {
-            let mut off = 12;
+        Link::Ethernet | Link::LinuxSll => {
+            let mut off = link.ethertype_offset().unwrap_or(12);
             let mut ethertype = be16(data, off)?;
             // Up to two VLAN tags (802.1Q, 802.1ad).
             for _ in 0..2 {

@@ -14,27 +14,17 @@ use std::fs::File;
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::time::Duration;
 
+use pcap_file::Endianness;
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption, InterfaceTsResolution,
 };
 use pcap_file::pcapng::blocks::interface_statistics::{InterfaceStatisticsBlock, InterfaceStatisticsOption};
 use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
-use pcap_file::{DataLink, Endianness};
 
 use super::Sink;
+use crate::codec::link::Link;
 use crate::model::{Direction, Iface, IfaceStats, Packet};
-
-/// pcapng link type for an ARPHRD_* interface type.
-pub fn datalink(arphrd: u16) -> DataLink {
-    match arphrd {
-        // ARPHRD_NONE (tun, wireguard): tc sees the bare IP packet.
-        65534 => DataLink::RAW,
-        // Ethernet, loopback (which carries a zeroed Ethernet header) and
-        // anything else Ethernet-like.
-        _ => DataLink::ETHERNET,
-    }
-}
 
 /// Longest value of one pcapng option: its length field has 16 bits.
 pub const MAX_OPTION: usize = u16::MAX as usize;
@@ -472,7 +462,11 @@ impl<W: Write> Sink for PcapngSink<W> {
             options.push(InterfaceDescriptionOption::IfFilter(Cow::Owned(if_filter_value(expr))));
         }
         options.push(InterfaceDescriptionOption::IfOs(Cow::Borrowed("Linux")));
-        let idb = InterfaceDescriptionBlock { linktype: datalink(ep.link_type), snaplen: iface.snaplen, options };
+        let idb = InterfaceDescriptionBlock {
+            linktype: Link::of_interface(ep.link_type).datalink(),
+            snaplen: iface.snaplen,
+            options,
+        };
         self.writer.write_pcapng_block(idb).map_err(write_err)?;
         let id = iface.id as usize;
         if self.epb_options.len() <= id {

@@ -27,11 +27,7 @@ pub fn clock_time(ts_ns: u64) -> String {
 
 /// The line printed for one live packet (without the newline).
 pub fn line(iface: &Iface, pkt: &Packet<'_>) -> String {
-    let link = if super::pcapng::datalink(iface.endpoint.link_type) == pcap_file::DataLink::RAW {
-        Link::Raw
-    } else {
-        Link::Ethernet
-    };
+    let link = Link::of_interface(iface.endpoint.link_type);
     format_line(pkt.ts_ns, &iface.short, Some(pkt.dir), &decode::decode(link, pkt.data))
 }
 
