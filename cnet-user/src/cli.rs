@@ -165,8 +165,12 @@ pub struct LatencyArgs {
 }
 
 impl LatencyArgs {
-    pub fn into_options(self) -> anyhow::Result<crate::latency::LatencyOptions> {
-        Ok(crate::latency::LatencyOptions { capture: self.capture.into_options()?, json: self.json, plot: self.plot })
+    pub fn into_options(self) -> anyhow::Result<crate::cmd::latency::LatencyOptions> {
+        Ok(crate::cmd::latency::LatencyOptions {
+            capture: self.capture.into_options()?,
+            json: self.json,
+            plot: self.plot,
+        })
     }
 }
 

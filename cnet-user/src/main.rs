@@ -2,8 +2,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use cnet::cli::{Cli, Command};
-use cnet::cmd::{capture, extcap, read as readback};
-use cnet::latency;
+use cnet::cmd::{capture, extcap, latency, read as readback};
 use cnet::text;
 
 fn main() -> ExitCode {

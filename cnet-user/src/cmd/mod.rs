@@ -4,5 +4,6 @@
 
 pub mod capture;
 pub mod extcap;
+pub mod latency;
 pub mod list;
 pub mod read;
