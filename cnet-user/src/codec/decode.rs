@@ -149,21 +149,32 @@ pub fn decode(link: Link, data: &[u8]) -> Decoded {
             return d;
         }
     };
-    if let Some(LinkSlice::Ethernet2(e)) = &p.link {
-        let mut eth = Ethernet {
-            src: mac(&e.source()),
-            dst: mac(&e.destination()),
-            ethertype: e.ether_type().0,
-            vlan: Vec::new(),
-        };
-        for ext in &p.link_exts {
-            if let LaxLinkExtSlice::Vlan(v) = ext {
-                eth.vlan.push(v.vlan_identifier().value());
-                eth.ethertype = v.ether_type().0;
-            }
-        }
-        d.ethernet = Some(eth);
+    d.ethernet = ethernet(&p);
+    let incomplete = network(&p, &mut d);
+    transport(&p, &mut d);
+    if d.truncated.is_none() && (p.stop_err.is_some() || incomplete) {
+        d.truncated = Some(deepest_layer(&d).into());
     }
+    d
+}
+
+/// The Ethernet header with its VLAN tags, if the frame has one.
+fn ethernet(p: &LaxSlicedPacket<'_>) -> Option<Ethernet> {
+    let Some(LinkSlice::Ethernet2(e)) = &p.link else { return None };
+    let mut eth =
+        Ethernet { src: mac(&e.source()), dst: mac(&e.destination()), ethertype: e.ether_type().0, vlan: Vec::new() };
+    for ext in &p.link_exts {
+        if let LaxLinkExtSlice::Vlan(v) = ext {
+            eth.vlan.push(v.vlan_identifier().value());
+            eth.ethertype = v.ether_type().0;
+        }
+    }
+    Some(eth)
+}
+
+/// The network layer (IPv4, IPv6, ARP) into `d`; returns whether the IP
+/// payload is cut short.
+fn network(p: &LaxSlicedPacket<'_>, d: &mut Decoded) -> bool {
     let mut incomplete = false;
     match &p.net {
         Some(LaxNetSlice::Ipv4(ip)) => {
@@ -218,6 +229,12 @@ pub fn decode(link: Link, data: &[u8]) -> Decoded {
         }
         None => {}
     }
+    incomplete
+}
+
+/// The transport layer (TCP, UDP, ICMP, and DNS above them) into `d`, or
+/// which transport header the capture cut off.
+fn transport(p: &LaxSlicedPacket<'_>, d: &mut Decoded) {
     match &p.transport {
         Some(TransportSlice::Tcp(tcp)) => {
             let mut flags = String::new();
@@ -262,7 +279,7 @@ pub fn decode(link: Link, data: &[u8]) -> Decoded {
                 // DNS over TCP: a two-byte length precedes each message.
                 let payload = tcp.payload();
                 if payload.len() > 2 {
-                    dns_into(&mut d, &payload[2..]);
+                    dns_into(d, &payload[2..]);
                 }
             }
         }
@@ -274,7 +291,7 @@ pub fn decode(link: Link, data: &[u8]) -> Decoded {
                 payload_len: usize::from(udp.length()).saturating_sub(8),
             });
             if udp.source_port() == 53 || udp.destination_port() == 53 {
-                dns_into(&mut d, udp.payload());
+                dns_into(d, udp.payload());
             }
         }
         Some(TransportSlice::Icmpv4(icmp)) => {
@@ -321,23 +338,23 @@ pub fn decode(link: Link, data: &[u8]) -> Decoded {
             }
         }
     }
-    if d.truncated.is_none() && (p.stop_err.is_some() || incomplete) {
-        let layer = if d.tcp.is_some() {
-            "tcp"
-        } else if d.udp.is_some() {
-            "udp"
-        } else if d.icmp.is_some() {
-            "icmp"
-        } else if d.ip.is_some() {
-            "ip"
-        } else if d.arp.is_some() {
-            "arp"
-        } else {
-            "ether"
-        };
-        d.truncated = Some(layer.into());
+}
+
+/// The deepest layer decoded: where a packet that ends early was cut.
+fn deepest_layer(d: &Decoded) -> &'static str {
+    if d.tcp.is_some() {
+        "tcp"
+    } else if d.udp.is_some() {
+        "udp"
+    } else if d.icmp.is_some() {
+        "icmp"
+    } else if d.ip.is_some() {
+        "ip"
+    } else if d.arp.is_some() {
+        "arp"
+    } else {
+        "ether"
     }
-    d
 }
 
 /// Names the IPv6 extension headers in `bytes` (the chain starting with
