@@ -136,19 +136,7 @@ impl Report {
         if self.flows.is_empty() {
             s.push_str("flows: no TCP handshake, request/response or DNS exchange seen\n");
         } else {
-            let mut rows = vec![vec![
-                "LATENCY".to_string(),
-                "FLOW (client → server:port)".into(),
-                "SEEN AT".into(),
-                "COUNT".into(),
-                "MIN".into(),
-                "P50".into(),
-                "P90".into(),
-                "P99".into(),
-                "MAX".into(),
-                "RETX".into(),
-                "RST".into(),
-            ]];
+            let mut rows = vec![header(&["LATENCY", "FLOW (client → server:port)", "SEEN AT"], &["RETX", "RST"])];
             let axis = Axis::of(self.flows.iter().map(|r| &r.stats));
             rows[0].push(axis.header());
             for r in &self.flows {
@@ -169,16 +157,7 @@ impl Report {
         if self.hops.is_empty() {
             s.push_str("hops: no packet was seen on two captured hooks\n");
         } else {
-            let mut rows = vec![vec![
-                "HOP (first hook → next hook)".to_string(),
-                "PROTO".into(),
-                "COUNT".into(),
-                "MIN".into(),
-                "P50".into(),
-                "P90".into(),
-                "P99".into(),
-                "MAX".into(),
-            ]];
+            let mut rows = vec![header(&["HOP (first hook → next hook)", "PROTO"], &[])];
             let axis = Axis::of(self.hops.iter().map(|r| &r.stats));
             rows[0].push(axis.header());
             for r in &self.hops {
@@ -286,4 +265,10 @@ fn render(out: &mut String, rows: &[Vec<String>], right: &[usize]) {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+}
+/// A table's header row: `before`, the distribution columns that
+/// [`figures`] fills, then `after`.
+fn header(before: &[&str], after: &[&str]) -> Vec<String> {
+    const FIGURE_COLUMNS: [&str; 6] = ["COUNT", "MIN", "P50", "P90", "P99", "MAX"];
+    before.iter().chain(&FIGURE_COLUMNS).chain(after).map(|s| s.to_string()).collect()
 }
