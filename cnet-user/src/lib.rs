@@ -22,4 +22,5 @@ pub mod readback;
 pub mod reader;
 pub mod resolve;
 pub mod runtime;
+pub mod safefs;
 pub mod sinks;
