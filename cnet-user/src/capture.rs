@@ -18,7 +18,8 @@ use crate::privileges;
 use crate::resolve::{self, Endpoint, EndpointEvent, Target};
 use crate::runtime::select::Selection;
 use crate::runtime::watch::Watcher;
-use crate::sinks::pcapng::{PcapngSink, create_output, stdout_file};
+use crate::safefs::OutputOwner;
+use crate::sinks::pcapng::{PcapngSink, create_output_for, stdout_file};
 use crate::sinks::print::Printer;
 use crate::sinks::rotate::{RotatingSink, Rotation};
 use crate::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
@@ -58,6 +59,10 @@ pub struct CaptureOptions {
     pub direction: Option<Direction>,
     /// A container name that matches nothing yet is waited for, not an error.
     pub wait: bool,
+    /// An existing FIFO of this user is accepted as output besides the
+    /// output's own user's (extcap: the user whose Wireshark made the FIFO
+    /// and started cnet through sudo).
+    pub fifo_owner: Option<u32>,
 }
 
 /// What a finished capture reports.
@@ -101,23 +106,30 @@ pub fn open_output<'s>(opts: &CaptureOptions, os: &str) -> Result<Opened<'s>> {
             (Box::new(PcapngSink::new(out, os)?), true, pipe_fd(&io::stdout()))
         }
         Output::File(path) => {
-            let w = create_output(path, opts.file_mode)?;
+            let w = create_output_for(path, opts.file_mode, &output_owner(opts))?;
             // A fifo (Wireshark's extcap pipe, or `mkfifo`) opens once a
             // reader is there, and is then treated like stdout.
             let fd = pipe_fd(w.file());
             let live = !w.file().metadata().map(|m| m.file_type().is_file()).unwrap_or(false);
-            if let Some(user) = &opts.drop_to {
-                privileges::chown_to(w.file(), user)
-                    .with_context(|| format!("cannot hand {} to {}", path.display(), user.name))?;
-            }
             (Box::new(PcapngSink::new(w, os).with_context(|| format!("cannot write {}", path.display()))?), live, fd)
         }
         Output::Rotate(r) => {
-            let sink = RotatingSink::new(r.clone(), os).with_context(|| format!("cannot write {}", r.pattern))?;
+            let sink = RotatingSink::new_for(r.clone(), os, output_owner(opts))
+                .with_context(|| format!("cannot write {}", r.pattern))?;
             (Box::new(sink), false, None)
         }
     };
     Ok(Opened { sink, live, watch })
+}
+
+/// Who output files belong to: the -Z user, else cnet's own user.
+fn output_owner(opts: &CaptureOptions) -> OutputOwner {
+    let mut owner = match &opts.drop_to {
+        Some(u) => OutputOwner::user(u.uid, u.gid),
+        None => OutputOwner::current(),
+    };
+    owner.fifo_owner = opts.fifo_owner;
+    owner
 }
 
 /// Runs the capture pipeline into the sink that `open` returns (`cnet
@@ -344,6 +356,12 @@ pub async fn run_with_sink<'s>(
             if let Err(e) = sink.finish(&stats)
                 && e.kind() != io::ErrorKind::BrokenPipe
             {
+                print_summary(&summary);
+                // A refusal (a rotation name someone else planted) says
+                // itself where the packets went; it is not a failed write.
+                if crate::safefs::is_refused(&e) {
+                    return Err(e.into());
+                }
                 return Err(e).context(output_context(&opts.output));
             }
         }

@@ -272,8 +272,22 @@ fn capture_options(call: &Call, iface: &str, fifo: PathBuf, known: Vec<ExtcapTar
         file_mode: 0o600,
         drop_to: None,
         wait: false,
+        fifo_owner: sudo_user(),
         filter: call.capture_filter.as_deref().map(str::trim).filter(|f| !f.is_empty()).map(String::from),
     })
+}
+
+/// The user who started cnet through sudo (`SUDO_UID`, set by sudo), when
+/// cnet runs as root: Wireshark running as that user created the FIFO it
+/// passes, and its user sees the capture in Wireshark anyway. With file
+/// capabilities instead (setcap) cnet runs as that user and owns the FIFO.
+fn sudo_user() -> Option<u32> {
+    // SAFETY: no arguments, cannot fail.
+    let (uid, euid) = unsafe { (libc::getuid(), libc::geteuid()) };
+    if uid != 0 || euid != 0 {
+        return None;
+    }
+    std::env::var("SUDO_UID").ok()?.parse().ok().filter(|&u| u != 0)
 }
 
 /// Where the launcher goes: Wireshark's personal extcap folder(s) or the

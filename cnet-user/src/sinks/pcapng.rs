@@ -191,36 +191,23 @@ fn write_all_vectored<W: Write>(out: &mut W, mut bufs: &mut [IoSlice<'_>]) -> io
     Ok(())
 }
 
-/// Opens an output file: never through a symbolic link (cnet runs as root
-/// and must not be tricked into overwriting another file), created or
-/// truncated with `mode` permissions, behind a [`BlockFile`].
+/// Opens an output file of cnet's own user: see [`create_output_for`].
 pub fn create_output(path: &std::path::Path, mode: u32) -> io::Result<BlockFile> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                io::Error::new(
-                    e.kind(),
-                    format!(
-                        "refusing to write {}: it is a symbolic link; give the path of a regular file",
-                        path.display()
-                    ),
-                )
-            } else {
-                io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
-            }
-        })?;
-    if file.metadata()?.is_file() {
-        // An existing file keeps its old permissions on open: set ours.
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    }
-    BlockFile::new(file)
+    create_output_for(path, mode, &crate::safefs::OutputOwner::current())
+}
+
+/// Opens an output file that belongs to `owner`, behind a [`BlockFile`]:
+/// created anew with `mode` permissions (`O_EXCL`, never through a symbolic
+/// link), or an existing FIFO of `owner` (Wireshark's extcap pipe, `mkfifo`)
+/// or a character device (`/dev/null`). cnet runs as root and must not be
+/// tricked into writing into a file or FIFO that another user put there;
+/// the rules are in [`crate::safefs::create_output`].
+pub fn create_output_for(
+    path: &std::path::Path,
+    mode: u32,
+    owner: &crate::safefs::OutputOwner,
+) -> io::Result<BlockFile> {
+    BlockFile::new(crate::safefs::create_output(path, mode, owner)?)
 }
 
 /// Standard output as a `File` on a duplicate of fd 1: std's `Stdout` is
@@ -599,6 +586,7 @@ pub(crate) mod tests {
         assert!(options[0].contains(&raw), "{}", options[0]);
         assert!(!options[1].contains("code: 5"), "{}", options[1]);
     }
+
 }
 
 #[cfg(test)]
