@@ -19,7 +19,7 @@ use crate::resolve::{self, Endpoint, EndpointEvent, Target};
 use crate::runtime::select::Selection;
 use crate::runtime::watch::Watcher;
 use crate::safefs::OutputOwner;
-use crate::sinks::pcapng::{PcapngSink, create_output_for, stdout_file};
+use crate::sinks::pcapng::{IF_FILTER_MAX, PcapngSink, create_output_for, stdout_file};
 use crate::sinks::print::Printer;
 use crate::sinks::rotate::{RotatingSink, Rotation};
 use crate::sinks::{Direction, Iface, IfaceStats, Packet, Sink};
@@ -156,6 +156,15 @@ pub async fn run_with_sink<'s>(
         Some(expr) => Some(Filter::compile(expr, snaplen)?),
         None => None,
     };
+    if let Some(expr) = &opts.filter
+        && expr.len() > IF_FILTER_MAX
+        && opts.output != Output::Print
+    {
+        log::warn!(
+            "the filter expression has {} bytes and a pcapng option holds at most {IF_FILTER_MAX}: the files' if_filter keeps its start and says it is cut; the capture uses the whole expression",
+            expr.len()
+        );
+    }
     let enters_netns = opts.targets.iter().any(|t| !matches!(t, Target::Interface(_)));
     privileges::check(enters_netns)?;
     if opts.drop_to.is_some() && opts.targets.iter().any(Target::is_container) {

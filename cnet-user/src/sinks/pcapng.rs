@@ -35,12 +35,29 @@ pub fn datalink(arphrd: u16) -> DataLink {
     }
 }
 
+/// Longest expression an `if_filter` option holds: an option's value is at
+/// most 65535 bytes, the first of them the filter type.
+pub const IF_FILTER_MAX: usize = 65534;
+
 /// Value of the `if_filter` option for a libpcap filter string: a type byte
-/// (0 = libpcap filter string) followed by the expression.
+/// (0 = libpcap filter string) followed by the expression, or, for an
+/// expression longer than an option holds, its start and a note that says
+/// it is cut (the capture itself uses the whole expression).
 pub fn if_filter_value(expression: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(1 + expression.len());
+    let mut v = Vec::with_capacity(1 + expression.len().min(IF_FILTER_MAX));
     v.push(0);
-    v.extend_from_slice(expression.as_bytes());
+    if expression.len() <= IF_FILTER_MAX {
+        v.extend_from_slice(expression.as_bytes());
+        return v;
+    }
+    let note =
+        format!(" [cut by cnet: the expression has {} bytes, a pcapng option holds {IF_FILTER_MAX}]", expression.len());
+    let mut end = IF_FILTER_MAX - note.len();
+    while !expression.is_char_boundary(end) {
+        end -= 1;
+    }
+    v.extend_from_slice(&expression.as_bytes()[..end]);
+    v.extend_from_slice(note.as_bytes());
     v
 }
 
@@ -587,6 +604,37 @@ pub(crate) mod tests {
         assert!(!options[1].contains("code: 5"), "{}", options[1]);
     }
 
+    #[test]
+    fn long_filters_are_cut_to_what_an_option_holds() {
+        let exact = "x".repeat(IF_FILTER_MAX);
+        assert_eq!(if_filter_value(&exact).len(), 65535);
+        assert_eq!(&if_filter_value(&exact)[1..], exact.as_bytes());
+        // Multi-byte characters are not split.
+        let long = format!("udp and {}", "é".repeat(40_000));
+        let v = if_filter_value(&long);
+        assert!(v.len() <= 65535);
+        let text = std::str::from_utf8(&v[1..]).unwrap();
+        assert!(text.starts_with("udp and é"));
+        assert!(text.ends_with(&format!(
+            "[cut by cnet: the expression has {} bytes, a pcapng option holds 65534]",
+            long.len()
+        )));
+
+        // The interface block is written and reads back.
+        let iface = Iface::new(0, endpoint(), 96).with_filter(Some(&long));
+        let mut sink = PcapngSink::new(Vec::new(), "Linux test").unwrap();
+        sink.add_interface(&iface).unwrap();
+        sink.finish(&[IfaceStats::default()]).unwrap();
+        let bytes = sink.get_ref().clone();
+        let mut reader = PcapNgReader::new(&bytes[..]).unwrap();
+        let mut idbs = 0;
+        while let Some(block) = reader.next_block() {
+            if let Block::InterfaceDescription(_) = block.unwrap().0 {
+                idbs += 1;
+            }
+        }
+        assert_eq!(idbs, 1);
+    }
 }
 
 #[cfg(test)]
