@@ -355,6 +355,7 @@ impl CaptureArgs {
             },
             direction: self.direction.map(Direction::from),
             wait: self.wait,
+            fifo_owner: None,
         })
     }
 }

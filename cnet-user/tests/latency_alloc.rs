@@ -3,7 +3,6 @@
 
 mod common;
 
-use cnet::cmd::capture::Output;
 use cnet::latency::LatencySink;
 use cnet::model::Endpoint;
 use cnet::model::{Direction, Iface, IfaceStats, Packet};
@@ -42,12 +41,12 @@ fn segment(buf: &mut [u8; 70], from_client: bool, ip_id: u16, seq: u32, ack: u32
 fn warm_latency_path_allocates_nothing_per_packet() {
     let a = iface(0, "netns:a", "10.0.0.1");
     let b = iface(1, "netns:b", "10.0.0.2");
-    let mut sink = LatencySink::new(&Output::Print, 0o600, "Linux").unwrap();
+    let mut sink = LatencySink::new(None, "Linux").unwrap();
     sink.add_interface(&a).unwrap();
     sink.add_interface(&b).unwrap();
     let mut buf = [0u8; 70];
     let mut ts = 1_000_000_000u64;
-    let mut run = |sink: &mut LatencySink<'_>, exchanges: u32, start: u32| {
+    let mut run = |sink: &mut LatencySink, exchanges: u32, start: u32| {
         for i in start..start + exchanges {
             // A request from a to b, seen on both veths, then the answer
             // 2 ms later, also on both.

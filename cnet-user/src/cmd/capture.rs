@@ -1,8 +1,7 @@
 //! `cnet capture`: resolve targets → attach hooks → collect records → sinks.
 
 use std::io::{self, IsTerminal, Write};
-use std::os::fd::{AsRawFd, RawFd};
-use std::path::PathBuf;
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -19,24 +18,14 @@ use crate::pipeline::resolve;
 use crate::pipeline::resolve::select::Selection;
 use crate::pipeline::resolve::watch::Watcher;
 use crate::pipeline::sinks::Sink;
-use crate::pipeline::sinks::pcapng::{PcapngSink, create_output, stdout_file};
+pub use crate::pipeline::sinks::output::Output;
+use crate::pipeline::sinks::output::{Stream, fifo_reader, open_stream, pipe_fd, reader_gone};
+use crate::pipeline::sinks::pcapng::{IF_FILTER_MAX, PcapngSink};
 use crate::pipeline::sinks::print::Printer;
-use crate::pipeline::sinks::rotate::{RotatingSink, Rotation};
+use crate::pipeline::sinks::rotate::RotatingSink;
 use crate::platform::privileges;
+use crate::platform::safefs::OutputOwner;
 use cnet_filter::Filter;
-
-/// Where packets go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// One line per packet on stdout.
-    Print,
-    /// pcapng to a file.
-    File(PathBuf),
-    /// pcapng to stdout (`-w -`).
-    Stdout,
-    /// A series of pcapng files (`-C`, `-G`, `-W`).
-    Rotate(Rotation),
-}
 
 #[derive(Clone, Debug)]
 pub struct CaptureOptions {
@@ -60,6 +49,10 @@ pub struct CaptureOptions {
     pub direction: Option<Direction>,
     /// A container name that matches nothing yet is waited for, not an error.
     pub wait: bool,
+    /// An existing FIFO of this user is accepted as output besides the
+    /// output's own user's (extcap: the user whose Wireshark made the FIFO
+    /// and started cnet through sudo).
+    pub fifo_owner: Option<u32>,
 }
 
 /// What a finished capture reports.
@@ -94,30 +87,31 @@ pub struct Opened<'s> {
 
 /// The sink `cnet capture` writes to.
 pub fn open_output<'s>(opts: &CaptureOptions, os: &str) -> Result<Opened<'s>> {
-    let (sink, live, watch): (Box<dyn Sink>, bool, Option<RawFd>) = match &opts.output {
-        Output::Print => (Box::new(Printer::new(io::BufWriter::new(io::stdout()))), true, pipe_fd(&io::stdout())),
-        Output::Stdout => {
-            let out = stdout_file().context("cannot use standard output")?;
-            (Box::new(PcapngSink::new(out, os)?), true, pipe_fd(&io::stdout()))
-        }
-        Output::File(path) => {
-            let w = create_output(path, opts.file_mode)?;
-            // A fifo (Wireshark's extcap pipe, or `mkfifo`) opens once a
-            // reader is there, and is then treated like stdout.
-            let fd = pipe_fd(w.file());
-            let live = !w.file().metadata().map(|m| m.file_type().is_file()).unwrap_or(false);
-            if let Some(user) = &opts.drop_to {
-                privileges::chown_to(w.file(), user)
-                    .with_context(|| format!("cannot hand {} to {}", path.display(), user.name))?;
-            }
-            (Box::new(PcapngSink::new(w, os).with_context(|| format!("cannot write {}", path.display()))?), live, fd)
-        }
-        Output::Rotate(r) => {
-            let sink = RotatingSink::new(r.clone(), os).with_context(|| format!("cannot write {}", r.pattern))?;
-            (Box::new(sink), false, None)
-        }
+    let owner = output_owner(opts);
+    if let Some(to) = opts.output.stream() {
+        let Stream { file, live, watch } = open_stream(to, opts.file_mode, &owner)?;
+        let sink = PcapngSink::new(file, os).with_context(|| output_context(&opts.output))?;
+        return Ok(Opened { sink: Box::new(sink), live, watch });
+    }
+    let sink: Box<dyn Sink> = match &opts.output {
+        Output::Rotate(r) => Box::new(
+            RotatingSink::new_for(r.clone(), os, owner).with_context(|| format!("cannot write {}", r.pattern))?,
+        ),
+        _ => Box::new(Printer::new(io::BufWriter::new(io::stdout()))),
     };
+    let live = matches!(opts.output, Output::Print);
+    let watch = if live { pipe_fd(&io::stdout()) } else { None };
     Ok(Opened { sink, live, watch })
+}
+
+/// Who output files belong to: the -Z user, else cnet's own user.
+pub fn output_owner(opts: &CaptureOptions) -> OutputOwner {
+    let mut owner = match &opts.drop_to {
+        Some(u) => OutputOwner::user(u.uid, u.gid),
+        None => OutputOwner::current(),
+    };
+    owner.fifo_owner = opts.fifo_owner;
+    owner
 }
 
 /// Runs the capture pipeline into the sink that `open` returns (`cnet
@@ -185,6 +179,15 @@ async fn prepare(opts: &CaptureOptions, stop: &mut StopSignals) -> Result<Option
         },
         None => None,
     };
+    if let Some(expr) = &opts.filter
+        && expr.len() > IF_FILTER_MAX
+        && opts.output != Output::Print
+    {
+        log::warn!(
+            "the filter expression has {} bytes and a pcapng option holds at most {IF_FILTER_MAX}: the files' if_filter keeps its start and says it is cut; the capture uses the whole expression",
+            expr.len()
+        );
+    }
     let enters_netns = opts.targets.iter().any(|t| !matches!(t, Target::Interface(_)));
     privileges::check(enters_netns)?;
     if opts.drop_to.is_some() && opts.targets.iter().any(Target::is_container) {
@@ -467,6 +470,12 @@ impl<'s> Session<'s> {
                 if let Err(e) = self.sink.finish(&stats)
                     && e.kind() != io::ErrorKind::BrokenPipe
                 {
+                    print_summary(&summary);
+                    // A refusal (a rotation name someone else planted) says
+                    // itself where the packets went; it is not a failed write.
+                    if crate::platform::safefs::is_refused(&e) {
+                        return Err(e.into());
+                    }
                     return Err(e).context(output_context(output));
                 }
             }
@@ -540,60 +549,11 @@ async fn compile_off_thread(expr: String, snaplen: u32) -> Result<Filter> {
     Ok(rx.await.context("compiling the filter failed")??)
 }
 
-/// Waits until the fifo at `path` has a reader, and returns a write end
-/// that keeps it open until the output's own open. None, at once, when
-/// `path` is not a fifo (the output's open then creates or refuses it).
-async fn fifo_reader(path: &std::path::Path) -> Option<std::fs::File> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    // O_PATH opens nothing but the name (no device or fifo is opened by it),
-    // and O_NOFOLLOW refuses a symlink as the output's open does; the fifo
-    // is then reopened through the descriptor, so it is the one inspected.
-    let named = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path).ok()?;
-    if !named.metadata().ok()?.file_type().is_fifo() {
-        return None;
-    }
-    let again = format!("/proc/self/fd/{}", named.as_raw_fd());
-    loop {
-        // Opening a fifo's write end without blocking fails with ENXIO
-        // while no reader has it open.
-        match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&again) {
-            Ok(f) => return Some(f),
-            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(_) => return None,
-        }
-    }
-}
-
 /// Registers a BPF ring buffer (or aya-log's) with the runtime for reading.
 fn register<T: std::os::fd::AsRawFd>(inner: T) -> io::Result<AsyncFd<T>> {
     // SAFETY: `inner` owns its file descriptor and keeps it open and
     // unchanged for as long as the AsyncFd holds it.
     unsafe { AsyncFd::register_with_interest(inner, Interest::READABLE) }.map_err(io::Error::from)
-}
-
-/// The descriptor of `f` if it is a pipe or socket (whose reader can leave).
-fn pipe_fd(f: &impl AsRawFd) -> Option<RawFd> {
-    let fd = f.as_raw_fd();
-    // SAFETY: all-zero bytes are a valid `stat` (integers only).
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat on a descriptor we hold, into a `stat` we own.
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return None;
-    }
-    let kind = st.st_mode & libc::S_IFMT;
-    (kind == libc::S_IFIFO || kind == libc::S_IFSOCK).then_some(fd)
-}
-
-/// Whether the reading end of the pipe `fd` has been closed: Linux reports
-/// POLLERR on a pipe's write end once it has no readers (POLLHUP for a
-/// socket whose peer is gone).
-fn reader_gone(fd: RawFd) -> bool {
-    let mut p = libc::pollfd { fd, events: 0, revents: 0 };
-    // SAFETY: one valid pollfd, zero timeout.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
-    n > 0 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 fn output_context(o: &Output) -> String {

@@ -7,7 +7,7 @@
 //! its labeled pcapng into the fifo until Wireshark stops it (SIGTERM) or
 //! closes the fifo.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use crate::model::Direction;
 use crate::model::Target;
 use crate::pipeline::attach::AttachMode;
 use crate::pipeline::resolve::{self, HostLinks, ResolveError};
+use crate::platform::safefs;
 use crate::text;
 
 /// Interface that captures every target at once.
@@ -304,8 +305,22 @@ fn capture_options(call: &Call, iface: &str, fifo: PathBuf, known: Vec<ExtcapTar
         file_mode: 0o600,
         drop_to: None,
         wait: false,
+        fifo_owner: sudo_user(),
         filter: call.capture_filter.as_deref().map(str::trim).filter(|f| !f.is_empty()).map(String::from),
     })
+}
+
+/// The user who started cnet through sudo (`SUDO_UID`, set by sudo), when
+/// cnet runs as root: Wireshark running as that user created the FIFO it
+/// passes, and its user sees the capture in Wireshark anyway. With file
+/// capabilities instead (setcap) cnet runs as that user and owns the FIFO.
+fn sudo_user() -> Option<u32> {
+    // SAFETY: no arguments, cannot fail.
+    let (uid, euid) = unsafe { (libc::getuid(), libc::geteuid()) };
+    if uid != 0 || euid != 0 {
+        return None;
+    }
+    std::env::var("SUDO_UID").ok()?.parse().ok().filter(|&u| u != 0)
 }
 
 /// Where the launcher goes: Wireshark's personal extcap folder(s) or the
@@ -354,6 +369,22 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// Who the launcher and the folders made for it belong to: for `--user`
+/// the owner of the home folder (`HOME`, where Wireshark looks, whoever runs
+/// `cnet extcap install`), for `--system` root.
+fn install_owner(system: bool) -> Result<safefs::Owner> {
+    // SAFETY: no arguments, cannot fail.
+    let me = unsafe { safefs::Owner { uid: libc::geteuid(), gid: libc::getegid() } };
+    if system {
+        return Ok(safefs::Owner { uid: 0, gid: 0 });
+    }
+    let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) else { return Ok(me) };
+    let home = PathBuf::from(home);
+    let dir =
+        safefs::open_dir(&home, None).with_context(|| format!("cannot open the home folder {}", home.display()))?;
+    Ok(safefs::Owner { uid: dir.st.st_uid, gid: dir.st.st_gid })
+}
+
 fn install(args: &[String]) -> Result<()> {
     let system = scope(args)?;
     let exe = std::env::current_exe().and_then(std::fs::canonicalize).context("cannot find cnet's own path")?;
@@ -362,35 +393,73 @@ fn install(args: &[String]) -> Result<()> {
         "#!/bin/sh\n{MARKER}, written by `cnet extcap install`.\n# Remove with `cnet extcap uninstall`.\nexec {} extcap \"$@\"\n",
         sh_quote(exe)
     );
+    let owner = install_owner(system)?;
     for dir in extcap_dirs(system)? {
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(LAUNCHER_NAME);
-        write_executable(&path, &script).with_context(|| format!("cannot write {}", path.display()))?;
+        // Folders are opened one by one without following links another
+        // user could have planted, and missing ones are made for `owner`.
+        let opened =
+            safefs::open_dir(&dir, Some(owner)).with_context(|| format!("cannot install into {}", dir.display()))?;
+        write_executable(&opened, &script, owner).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("cnet: installed {} (runs {exe} extcap)", path.display());
     }
     eprintln!("cnet: restart Wireshark to see cnet's interfaces; capturing needs root or cnet's capabilities");
     Ok(())
 }
 
-fn write_executable(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+/// What is at the launcher's name: nothing, cnet's launcher, or something
+/// else (described).
+enum Launcher {
+    Missing,
+    Ours,
+    Other(String),
+}
+
+fn launcher_in(dir: &safefs::Dir) -> Result<Launcher> {
+    Ok(match safefs::read_entry(dir, LAUNCHER_NAME, 64 * 1024)? {
+        safefs::Entry::Missing => Launcher::Missing,
+        safefs::Entry::File { head } if String::from_utf8_lossy(&head).contains(MARKER) => Launcher::Ours,
+        safefs::Entry::File { .. } => Launcher::Other("a file cnet did not write".into()),
+        safefs::Entry::Other { what, target: Some(t) } => Launcher::Other(format!("{what} to {}", t.display())),
+        safefs::Entry::Other { what, target: None } => Launcher::Other(what.into()),
+    })
+}
+
+/// Writes the launcher into `dir` (a fresh file renamed into place, mode
+/// 0755, belonging to `owner`), replacing only an earlier launcher of cnet's.
+fn write_executable(dir: &safefs::Dir, text: &str, owner: safefs::Owner) -> Result<()> {
+    if let Launcher::Other(what) = launcher_in(dir)? {
+        bail!("it is {what}, not cnet's launcher; remove it (or move it away) and run `cnet extcap install` again");
+    }
+    let how = safefs::Creation::in_dir(dir, owner)?;
+    safefs::replace_file(dir, LAUNCHER_NAME, text.as_bytes(), 0o755, &how)?;
+    Ok(())
 }
 
 fn uninstall(args: &[String]) -> Result<()> {
     let system = scope(args)?;
+    let owner = install_owner(system)?;
     let mut removed = 0;
     for dir in extcap_dirs(system)? {
         let path = dir.join(LAUNCHER_NAME);
-        match std::fs::read_to_string(&path) {
-            Ok(text) if text.contains(MARKER) => {
-                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        let opened = match safefs::open_dir(&dir, None) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                log::warn!("{}: {e}; left alone", dir.display());
+                continue;
+            }
+        };
+        match launcher_in(&opened)? {
+            Launcher::Ours => {
+                let how = safefs::Creation::in_dir(&opened, owner);
+                how.and_then(|how| safefs::remove_entry(&opened, LAUNCHER_NAME, &how))
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
                 eprintln!("cnet: removed {}", path.display());
                 removed += 1;
             }
-            Ok(_) => log::warn!("{} was not written by cnet; left alone", path.display()),
-            Err(_) => {}
+            Launcher::Other(what) => log::warn!("{} is {what}, not written by cnet; left alone", path.display()),
+            Launcher::Missing => {}
         }
     }
     if removed == 0 {

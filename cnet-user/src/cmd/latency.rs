@@ -11,6 +11,7 @@ use crate::cmd::capture::{self, CaptureOptions, Output};
 use crate::latency::LatencySink;
 use crate::latency::plot::{self, PlotFormat};
 use crate::pipeline::sinks::Sink;
+use crate::pipeline::sinks::output::open_stream;
 
 pub struct LatencyOptions {
     pub capture: CaptureOptions,
@@ -32,14 +33,24 @@ pub async fn run(opts: LatencyOptions) -> Result<()> {
     };
     let pcap_on_stdout = opts.capture.output == Output::Stdout;
     let quiet = opts.capture.quiet;
-    let mut sink: Option<LatencySink<'static>> = None;
+    let mut sink: Option<LatencySink> = None;
     let mut plot_file: Option<File> = None;
     let summary = capture::run_with_sink(opts.capture, |capture_opts, os| {
         if let Some(path) = &opts.plot {
             plot_file = Some(File::create(path).with_context(|| format!("cannot write {}", path.display()))?);
         }
-        let s = sink.insert(LatencySink::new(&capture_opts.output, capture_opts.file_mode, os)?);
-        Ok(capture::Opened { sink: Box::new(s) as Box<dyn Sink + '_>, live: pcap_on_stdout, watch: None })
+        // The same outputs as `cnet capture` (safe creation, the -Z user,
+        // fifos and pipes live and watched), but one stream only.
+        let stream = match capture_opts.output.stream() {
+            Some(to) => Some(open_stream(to, capture_opts.file_mode, &capture::output_owner(capture_opts))?),
+            None if matches!(capture_opts.output, Output::Rotate(_)) => {
+                bail!("cnet latency writes one file: -C, -G and -W are for cnet capture")
+            }
+            None => None,
+        };
+        let (live, watch) = stream.as_ref().map_or((false, None), |s| (s.live, s.watch));
+        let s = sink.insert(LatencySink::new(stream.map(|s| s.file), os)?);
+        Ok(capture::Opened { sink: Box::new(s) as Box<dyn Sink + '_>, live, watch })
     })
     .await?;
     capture::print_summary(&summary);

@@ -15,15 +15,13 @@ pub mod plot;
 pub mod report;
 pub mod stats;
 
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
 
-use anyhow::{Context, Result, bail};
-
-use crate::cmd::capture::Output;
 use crate::model::{Direction, Iface, IfaceStats, Packet};
 use crate::pipeline::sinks::Sink;
-use crate::pipeline::sinks::pcapng::{PcapngSink, create_output, stdout_file};
+use crate::pipeline::sinks::output::BlockFile;
+use crate::pipeline::sinks::pcapng::PcapngSink;
 use flows::{FlowTracker, Vantage};
 use hops::HopMatcher;
 use parse::Link;
@@ -94,30 +92,21 @@ impl Engine {
 
 /// The latency sink: the engine, plus pcapng output with packet ids when
 /// `-w` was given.
-pub struct LatencySink<'w> {
+pub struct LatencySink {
     pub engine: Engine,
-    pcap: Option<PcapngSink<Box<dyn Write + 'w>>>,
+    pcap: Option<PcapngSink<BlockFile>>,
 }
 
-impl LatencySink<'_> {
-    pub fn new(output: &Output, file_mode: u32, os: &str) -> Result<Self> {
-        let pcap = match output {
-            Output::Print => None,
-            Output::Stdout => {
-                let w: Box<dyn Write> = Box::new(stdout_file().context("cannot use standard output")?);
-                Some(PcapngSink::new(w, os)?)
-            }
-            Output::File(path) => {
-                let w: Box<dyn Write> = Box::new(create_output(path, file_mode)?);
-                Some(PcapngSink::new(w, os).with_context(|| format!("cannot write {}", path.display()))?)
-            }
-            Output::Rotate(_) => bail!("cnet latency writes one file: -C, -G and -W are for cnet capture"),
-        };
+impl LatencySink {
+    /// The engine, writing pcapng to `pcap` when given (an opened
+    /// [`crate::pipeline::sinks::output`] stream).
+    pub fn new(pcap: Option<BlockFile>, os: &str) -> io::Result<Self> {
+        let pcap = pcap.map(|file| PcapngSink::new(file, os)).transpose()?;
         Ok(LatencySink { engine: Engine::default(), pcap })
     }
 }
 
-impl Sink for LatencySink<'_> {
+impl Sink for LatencySink {
     fn add_interface(&mut self, iface: &Iface) -> io::Result<()> {
         self.engine.add_interface(iface);
         match &mut self.pcap {

@@ -6,6 +6,7 @@ use std::io;
 
 use crate::model::{Iface, IfaceStats, Packet};
 
+pub mod output;
 pub mod pcapng;
 pub mod print;
 pub mod rotate;

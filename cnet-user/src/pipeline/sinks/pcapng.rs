@@ -7,11 +7,10 @@
 //!
 //! Blocks are encoded into memory and reach the output only whole, in large
 //! writes: a cnet killed at any moment leaves a file that ends on a block
-//! boundary (see also [`BlockFile`] for failed writes).
+//! boundary (see also [`super::output::BlockFile`] for failed writes).
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::io::{self, IoSlice, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Write};
 use std::time::Duration;
 
 use pcap_file::Endianness;
@@ -51,14 +50,29 @@ fn bound_bytes(b: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned([&b[..end], marker].concat())
 }
 
+/// Longest expression an `if_filter` option holds: an option's value is at
+/// most 65535 bytes, the first of them the filter type.
+pub const IF_FILTER_MAX: usize = 65534;
+
 /// Value of the `if_filter` option for a libpcap filter string: a type byte
-/// (0 = libpcap filter string) followed by the expression (bounded to fit
-/// the option).
+/// (0 = libpcap filter string) followed by the expression, or, for an
+/// expression longer than an option holds, its start and a note that says
+/// it is cut (the capture itself uses the whole expression).
 pub fn if_filter_value(expression: &str) -> Vec<u8> {
-    let expression = crate::text::truncate(expression, MAX_OPTION - 1);
-    let mut v = Vec::with_capacity(1 + expression.len());
+    let mut v = Vec::with_capacity(1 + expression.len().min(IF_FILTER_MAX));
     v.push(0);
-    v.extend_from_slice(expression.as_bytes());
+    if expression.len() <= IF_FILTER_MAX {
+        v.extend_from_slice(expression.as_bytes());
+        return v;
+    }
+    let note =
+        format!(" [cut by cnet: the expression has {} bytes, a pcapng option holds {IF_FILTER_MAX}]", expression.len());
+    let mut end = IF_FILTER_MAX - note.len();
+    while !expression.is_char_boundary(end) {
+        end -= 1;
+    }
+    v.extend_from_slice(&expression.as_bytes()[..end]);
+    v.extend_from_slice(note.as_bytes());
     v
 }
 
@@ -207,126 +221,6 @@ fn write_all_vectored<W: Write>(out: &mut W, mut bufs: &mut [IoSlice<'_>]) -> io
         }
     }
     Ok(())
-}
-
-/// Opens an output file: never through a symbolic link (cnet runs as root
-/// and must not be tricked into overwriting another file), created or
-/// truncated with `mode` permissions, behind a [`BlockFile`].
-pub fn create_output(path: &std::path::Path, mode: u32) -> io::Result<BlockFile> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::ELOOP) {
-                io::Error::new(
-                    e.kind(),
-                    format!(
-                        "refusing to write {}: it is a symbolic link; give the path of a regular file",
-                        path.display()
-                    ),
-                )
-            } else {
-                io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
-            }
-        })?;
-    if file.metadata()?.is_file() {
-        // An existing file keeps its old permissions on open: set ours.
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    }
-    BlockFile::new(file)
-}
-
-/// Standard output as a `File` on a duplicate of fd 1: std's `Stdout` is
-/// line-buffered, which would split binary output at every 0x0a byte.
-pub fn stdout_file() -> io::Result<File> {
-    use std::os::fd::AsFd;
-    Ok(File::from(io::stdout().as_fd().try_clone_to_owned()?))
-}
-
-/// A file that only ever ends with whole blocks: when a write fails part way
-/// (disk full), the file is cut back to its length before that write.
-pub struct BlockFile {
-    file: File,
-    len: u64,
-}
-
-impl BlockFile {
-    pub fn new(file: File) -> io::Result<BlockFile> {
-        let len = file.metadata()?.len();
-        Ok(BlockFile { file, len })
-    }
-
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-
-    /// Undoes a partial write: back to the length after the last whole one.
-    fn cut_back(&mut self) {
-        let _ = self.file.set_len(self.len);
-        let _ = self.file.seek(SeekFrom::Start(self.len));
-    }
-}
-
-impl Write for BlockFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    /// Writes all of `bufs` or nothing, like `write_all`: on error the file
-    /// is cut back to its length before the call.
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        const MAX: usize = 8;
-        if bufs.len() > MAX {
-            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
-            self.write_all(first)?;
-            return Ok(first.len());
-        }
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        let mut local = [IoSlice::new(&[]); MAX];
-        local[..bufs.len()].copy_from_slice(bufs);
-        let mut rest = &mut local[..bufs.len()];
-        IoSlice::advance_slices(&mut rest, 0);
-        while !rest.is_empty() {
-            match self.file.write_vectored(rest) {
-                Ok(0) => {
-                    self.cut_back();
-                    return Err(io::ErrorKind::WriteZero.into());
-                }
-                Ok(n) => IoSlice::advance_slices(&mut rest, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.cut_back();
-                    return Err(e);
-                }
-            }
-        }
-        self.len += total as u64;
-        Ok(total)
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self.file.write_all(buf) {
-            Ok(()) => {
-                self.len += buf.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                self.cut_back();
-                Err(e)
-            }
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
 }
 
 /// EPB options: `epb_flags`, an `opt_comment` unless `comment` is empty
@@ -646,7 +540,11 @@ pub(crate) mod tests {
                 if let Ok(t) = std::str::from_utf8(text)
                     && t.len() >= long.len().min(MAX_OPTION - 1)
                 {
-                    assert!(long.len() <= MAX_OPTION || t.ends_with(crate::text::TRUNCATED), "{len}: {code}");
+                    // if_filter says in its own words that the expression is
+                    // cut (see if_filter_value); other text ends in the marker.
+                    let marker =
+                        if *kind == 1 && *code == 11 { "a pcapng option holds 65534]" } else { crate::text::TRUNCATED };
+                    assert!(long.len() <= MAX_OPTION || t.ends_with(marker), "{len}: {code}");
                 }
             }
             let comments: Vec<_> = options.iter().filter(|(k, c, _)| *k == 6 && *c == 1).collect();
@@ -712,29 +610,36 @@ pub(crate) mod tests {
         assert!(options[0].contains(&raw), "{}", options[0]);
         assert!(!options[1].contains("code: 5"), "{}", options[1]);
     }
-}
-
-#[cfg(test)]
-mod block_file_tests {
-    use super::*;
 
     #[test]
-    fn failed_write_is_undone() {
-        // /dev/full fails every write with ENOSPC; a regular file shows the
-        // cut-back: write, then fail a write by closing the fd's room is
-        // hard to fake, so check the bookkeeping on a real file instead.
-        let dir = std::env::temp_dir().join(format!("cnet-blockfile-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("f");
-        let mut f = BlockFile::new(File::create(&path).unwrap()).unwrap();
-        f.write_all(&[1u8; 100]).unwrap();
-        assert_eq!(f.len, 100);
-        let mut full = BlockFile::new(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap()).unwrap();
-        assert!(full.write_all(&[0u8; 10]).is_err());
-        assert!(full.write_vectored(&[IoSlice::new(&[0u8; 10]), IoSlice::new(&[1u8; 3])]).is_err());
-        assert_eq!(f.write_vectored(&[IoSlice::new(&[2u8; 10]), IoSlice::new(&[3u8; 3])]).unwrap(), 13);
-        assert_eq!(f.len, 113);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 113);
-        std::fs::remove_dir_all(&dir).unwrap();
+    fn long_filters_are_cut_to_what_an_option_holds() {
+        let exact = "x".repeat(IF_FILTER_MAX);
+        assert_eq!(if_filter_value(&exact).len(), 65535);
+        assert_eq!(&if_filter_value(&exact)[1..], exact.as_bytes());
+        // Multi-byte characters are not split.
+        let long = format!("udp and {}", "é".repeat(40_000));
+        let v = if_filter_value(&long);
+        assert!(v.len() <= 65535);
+        let text = std::str::from_utf8(&v[1..]).unwrap();
+        assert!(text.starts_with("udp and é"));
+        assert!(text.ends_with(&format!(
+            "[cut by cnet: the expression has {} bytes, a pcapng option holds 65534]",
+            long.len()
+        )));
+
+        // The interface block is written and reads back.
+        let iface = Iface::new(0, endpoint(), 96).with_filter(Some(&long));
+        let mut sink = PcapngSink::new(Vec::new(), "Linux test").unwrap();
+        sink.add_interface(&iface).unwrap();
+        sink.finish(&[IfaceStats::default()]).unwrap();
+        let bytes = sink.get_ref().clone();
+        let mut reader = PcapNgReader::new(&bytes[..]).unwrap();
+        let mut idbs = 0;
+        while let Some(block) = reader.next_block() {
+            if let Block::InterfaceDescription(_) = block.unwrap().0 {
+                idbs += 1;
+            }
+        }
+        assert_eq!(idbs, 1);
     }
 }

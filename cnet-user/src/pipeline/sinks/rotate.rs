@@ -11,6 +11,12 @@
 //!   when two files would get the same name a counter is appended;
 //!   `-W N` keeps the N newest files and deletes older ones (tcpdump stops
 //!   instead).
+//!
+//! A name cnet refuses to use (a symbolic link, a file or FIFO of another
+//! user: see `safefs::create_output`) does not end the capture: the file
+//! gets a suffix (`NAME.1`), and if no name can be opened at all the
+//! current file goes on. Either is reported at once and again at the end,
+//! where `finish` fails so that cnet exits non-zero.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -21,9 +27,11 @@ use std::time::{Duration, Instant};
 use chrono::format::{Item, StrftimeItems};
 
 use super::Sink;
-use super::pcapng::{BlockFile, PcapngSink, create_output};
+use super::output::{BlockFile, create_output_for};
+use super::pcapng::PcapngSink;
 use crate::model::{Iface, IfaceStats, Packet};
 use crate::pipeline::collect::Clock;
+use crate::platform::safefs::{self, OutputOwner};
 
 /// When to start a new file and how many to keep.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +74,13 @@ impl Rotation {
 
 struct Part {
     sink: PcapngSink<BlockFile>,
+    path: PathBuf,
+    /// When the file was started, or last kept on because the next one
+    /// could not be opened.
     opened: Instant,
+    /// The file's length when it was last kept on (the size limit counts
+    /// from there).
+    held_bytes: u64,
     start_ns: u64,
     packets: u64,
     /// Packets per interface in this file.
@@ -86,11 +100,22 @@ pub struct RotatingSink {
     same_stem: u64,
     /// Files written, oldest first (deleted beyond `max_files`).
     kept: VecDeque<PathBuf>,
+    /// Who the files belong to (`-Z`).
+    owner: OutputOwner,
+    /// What did not go as asked (names refused, files kept on), for the end.
+    problems: Vec<String>,
 }
 
 impl RotatingSink {
     /// Opens the first file, so a bad path fails before capture starts.
     pub fn new(rotation: Rotation, os: &str) -> io::Result<Self> {
+        Self::new_for(rotation, os, OutputOwner::current())
+    }
+
+    /// Like [`RotatingSink::new`], with every file, the first included,
+    /// belonging to `owner` (`-Z`: the first is created before cnet switches
+    /// to that user, the others after).
+    pub fn new_for(rotation: Rotation, os: &str, owner: OutputOwner) -> io::Result<Self> {
         rotation.validate().map_err(io::Error::other)?;
         let mut s = RotatingSink {
             rotation,
@@ -101,8 +126,14 @@ impl RotatingSink {
             last_stem: String::new(),
             same_stem: 0,
             kept: VecDeque::new(),
+            owner,
+            problems: Vec::new(),
         };
-        s.open_next()?;
+        // The first name is not replaced by another: nothing is captured
+        // yet, so the error is the better answer.
+        let (part, path) = s.open_part(false)?;
+        s.part = Some(part);
+        s.keep(path);
         Ok(s)
     }
 
@@ -131,48 +162,97 @@ impl RotatingSink {
         if self.same_stem == 0 { stem } else { format!("{stem}{}", self.same_stem) }
     }
 
-    fn open_next(&mut self) -> io::Result<()> {
+    /// Opens the next file; with `alternatives`, a name cnet refuses is
+    /// replaced by `NAME.1` … `NAME.9`.
+    fn open_part(&mut self, alternatives: bool) -> io::Result<(Part, PathBuf)> {
         let name = self.next_name();
-        let path = PathBuf::from(&name);
-        let mut sink = PcapngSink::new(create_output(&path, self.rotation.mode)?, &self.os)?;
+        // The ring moves on even when this name cannot be used.
+        self.opened += 1;
+        let mode = self.rotation.mode;
+        let mut path = PathBuf::from(&name);
+        let file = match create_output_for(&path, mode, &self.owner) {
+            Ok(f) => f,
+            Err(e) if alternatives && safefs::is_refused(&e) => {
+                let mut found = None;
+                for k in 1..=9 {
+                    let alt = PathBuf::from(format!("{name}.{k}"));
+                    match create_output_for(&alt, mode, &self.owner) {
+                        Ok(f) => {
+                            found = Some((f, alt));
+                            break;
+                        }
+                        Err(e) if safefs::is_refused(&e) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                let Some((f, alt)) = found else { return Err(e) };
+                log::warn!("{e}; writing {} instead", alt.display());
+                self.problems.push(format!("{name} was refused and written as {}", alt.display()));
+                path = alt;
+                f
+            }
+            Err(e) => return Err(e),
+        };
+        let mut sink = PcapngSink::new(file, &self.os)?;
         for iface in &self.ifaces {
             sink.add_interface(iface)?;
         }
-        self.part = Some(Part {
+        let part = Part {
             sink,
+            path: path.clone(),
             opened: Instant::now(),
+            held_bytes: 0,
             start_ns: Clock::now_wall_ns(),
             packets: 0,
             delivered: vec![0; self.ifaces.len()],
-        });
-        self.opened += 1;
-        if !self.rotation.is_ring() {
-            self.kept.retain(|p| p != &path);
-            self.kept.push_back(path);
-            if let Some(max) = self.rotation.max_files {
-                while self.kept.len() > max as usize {
-                    if let Some(old) = self.kept.pop_front()
-                        && let Err(e) = std::fs::remove_file(&old)
-                    {
-                        log::warn!("cannot remove old capture file {}: {e}", old.display());
-                    }
+        };
+        Ok((part, path))
+    }
+
+    /// Records a file written, deleting the oldest beyond `-W`.
+    fn keep(&mut self, path: PathBuf) {
+        if self.rotation.is_ring() {
+            return;
+        }
+        self.kept.retain(|p| p != &path);
+        self.kept.push_back(path);
+        if let Some(max) = self.rotation.max_files {
+            while self.kept.len() > max as usize {
+                if let Some(old) = self.kept.pop_front()
+                    && let Err(e) = std::fs::remove_file(&old)
+                {
+                    log::warn!("cannot remove old capture file {}: {e}", old.display());
                 }
             }
         }
-        Ok(())
     }
 
-    /// Closes the current file (with its ISBs) and opens the next one.
+    /// Opens the next file, then closes the current one (with its ISBs).
+    /// When no next file can be opened the current one goes on, so that
+    /// the capture loses nothing.
     fn rotate(&mut self) -> io::Result<()> {
-        if let Some(mut p) = self.part.take() {
+        let (next, path) = match self.open_part(true) {
+            Ok(n) => n,
+            Err(e) => {
+                let Some(p) = self.part.as_mut() else { return Err(e) };
+                log::warn!("cannot start the next capture file: {e}; cnet keeps writing {}", p.path.display());
+                self.problems.push(format!("{} was kept on instead of starting a new file ({e})", p.path.display()));
+                p.opened = Instant::now();
+                p.held_bytes = p.sink.len();
+                return Ok(());
+            }
+        };
+        if let Some(mut p) = self.part.replace(next) {
             p.sink.finish_part(p.start_ns, Clock::now_wall_ns(), &p.delivered)?;
         }
-        self.open_next()
+        self.keep(path);
+        Ok(())
     }
 
     fn due(&self) -> bool {
         let Some(p) = &self.part else { return false };
-        let by_size = self.rotation.max_bytes.is_some_and(|max| p.packets > 0 && p.sink.len() > max);
+        let by_size =
+            self.rotation.max_bytes.is_some_and(|max| p.packets > 0 && p.sink.len() > max.saturating_add(p.held_bytes));
         let by_time = self.rotation.interval.is_some_and(|i| p.opened.elapsed() >= i);
         by_size || by_time
     }
@@ -215,10 +295,16 @@ impl Sink for RotatingSink {
     }
 
     fn finish(&mut self, stats: &[IfaceStats]) -> io::Result<()> {
-        match self.part.take() {
-            Some(mut p) => p.sink.finish(stats),
-            None => Ok(()),
+        if let Some(mut p) = self.part.take() {
+            p.sink.finish(stats)?;
         }
+        if self.problems.is_empty() {
+            return Ok(());
+        }
+        Err(safefs::refused(format!(
+            "every packet was written, but not every file as asked: {}",
+            self.problems.join("; ")
+        )))
     }
 }
 
@@ -290,6 +376,68 @@ mod tests {
         s.finish(&[IfaceStats::default()]).unwrap();
         let left = std::fs::read_dir(&dir).unwrap().count();
         assert_eq!(left, 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_refused_name_gets_a_suffix_and_fails_the_end() {
+        let dir = tmpdir("refused");
+        let pattern = dir.join("s").display().to_string();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        // The second file's name is taken by a link.
+        std::os::unix::fs::symlink(&victim, format!("{pattern}1")).unwrap();
+        let rot =
+            Rotation { pattern: pattern.clone(), max_bytes: Some(500), interval: None, max_files: None, mode: 0o600 };
+        let mut s = RotatingSink::new(rot, "Linux").unwrap();
+        let i = iface();
+        s.add_interface(&i).unwrap();
+        let data = [0u8; 300];
+        for n in 0..6 {
+            s.packet(&i, &Packet { ts_ns: n, dir: Direction::Out, orig_len: 300, data: &data }).unwrap();
+        }
+        let e = s.finish(&[IfaceStats::default()]).unwrap_err();
+        assert!(safefs::is_refused(&e), "{e}");
+        assert!(e.to_string().contains(&format!("{pattern}1 was refused and written as {pattern}1.1")), "{e}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert!(std::fs::symlink_metadata(format!("{pattern}1")).unwrap().file_type().is_symlink());
+        let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p != &victim && !p.is_symlink())
+            .collect();
+        assert!(files.contains(&PathBuf::from(format!("{pattern}1.1"))), "{files:?}");
+        let total: usize = files.iter().map(|f| count_packets(f)).sum();
+        assert_eq!(total, 6);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn with_every_name_refused_the_current_file_goes_on() {
+        let dir = tmpdir("held");
+        let pattern = dir.join("h").display().to_string();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        for name in std::iter::once(format!("{pattern}1")).chain((1..=9).map(|k| format!("{pattern}1.{k}"))) {
+            std::os::unix::fs::symlink(&victim, name).unwrap();
+        }
+        let rot =
+            Rotation { pattern: pattern.clone(), max_bytes: Some(500), interval: None, max_files: None, mode: 0o600 };
+        let mut s = RotatingSink::new(rot, "Linux").unwrap();
+        let i = iface();
+        s.add_interface(&i).unwrap();
+        let data = [0u8; 300];
+        for n in 0..4 {
+            s.packet(&i, &Packet { ts_ns: n, dir: Direction::Out, orig_len: 300, data: &data }).unwrap();
+        }
+        let e = s.finish(&[IfaceStats::default()]).unwrap_err();
+        assert!(e.to_string().contains(&format!("{pattern} was kept on instead of starting a new file")), "{e}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        // The first file holds what did not fit anywhere else; the next
+        // rotation (name 2) works again.
+        let total =
+            count_packets(std::path::Path::new(&pattern)) + count_packets(std::path::Path::new(&format!("{pattern}2")));
+        assert_eq!(total, 4);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
