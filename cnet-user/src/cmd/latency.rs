@@ -35,9 +35,7 @@ pub struct LatencyOptions {
 /// The interface of the engine for interface `id` of a file: cnet's labels
 /// where the description has them (owner, interface, addresses: the same
 /// vantage as the live capture had), else the file's interface name.
-fn file_iface(id: u32, fi: Option<&FileInterface>) -> Iface {
-    let empty = FileInterface::default();
-    let fi = fi.unwrap_or(&empty);
+fn file_iface(id: u32, fi: &FileInterface) -> Iface {
     let ifname = if fi.name.is_empty() { format!("if{id}") } else { fi.name.clone() };
     let endpoint = match read::owner_label(fi) {
         Some((owner, iface, addrs)) => Endpoint {
@@ -57,7 +55,7 @@ fn file_iface(id: u32, fi: Option<&FileInterface>) -> Iface {
 /// same packets feeds it, so the report is the same.
 fn analyse_file(opts: &ReadOptions) -> Result<Report> {
     let mut engine = Engine::default();
-    let mut ifaces: Vec<Option<Iface>> = Vec::new();
+    let mut ifaces: Vec<Iface> = Vec::new();
     let mut selection = Selection::new(opts);
     let mut failed: Option<anyhow::Error> = None;
     let limit = opts.count.unwrap_or(u64::MAX);
@@ -65,6 +63,20 @@ fn analyse_file(opts: &ReadOptions) -> Result<Report> {
     let mut without_direction = 0u64;
     let mut unknown_links: Vec<u32> = Vec::new();
     let result = capture_file::for_each_packet(&opts.path, |file, pkt| {
+        // Every interface as soon as the file describes it, as a live
+        // capture adds every hooked interface before its first packet: hop
+        // matching starts with the second interface.
+        while ifaces.len() < file.interfaces.len() {
+            let id = ifaces.len() as u32;
+            let fi = &file.interfaces[id as usize];
+            let link = Link::from_linktype(fi.linktype).unwrap_or_else(|| {
+                unknown_links.push(fi.linktype);
+                Link::Ethernet
+            });
+            let iface = file_iface(id, fi);
+            engine.add_interface_with_link(&iface, link);
+            ifaces.push(iface);
+        }
         match selection.select(file, &pkt) {
             Ok(true) => {}
             Ok(false) => return true,
@@ -73,21 +85,8 @@ fn analyse_file(opts: &ReadOptions) -> Result<Report> {
                 return false;
             }
         }
-        let id = pkt.interface;
-        if ifaces.len() <= id as usize {
-            ifaces.resize(id as usize + 1, None);
-        }
-        let iface = ifaces[id as usize].get_or_insert_with(|| {
-            let fi = file.interfaces.get(id as usize);
-            let linktype = fi.map_or(1, |i| i.linktype);
-            let link = Link::from_linktype(linktype).unwrap_or_else(|| {
-                unknown_links.push(linktype);
-                Link::Ethernet
-            });
-            let iface = file_iface(id, fi);
-            engine.add_interface_with_link(&iface, link);
-            iface
-        });
+        // The reader checks that each packet names an interface it described.
+        let Some(iface) = ifaces.get(pkt.interface as usize) else { return true };
         let dir = read::direction(&pkt);
         let p = Packet {
             ts_ns: pkt.ts_ns,
