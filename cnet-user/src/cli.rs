@@ -130,7 +130,8 @@ fn filter_expression(file: Option<&std::path::Path>, words: &[String]) -> anyhow
     let filter = match (file, words.is_empty()) {
         (Some(_), false) => anyhow::bail!("give the filter expression either as arguments or with -F, not both"),
         (Some(path), true) => Some(
-            cnet_filter::read_filter_file(path).with_context(|| format!("cannot read filter file {}", path.display()))?,
+            cnet_filter::read_filter_file(path)
+                .with_context(|| format!("cannot read filter file {}", path.display()))?,
         ),
         (None, false) => Some(words.join(" ")),
         (None, true) => None,

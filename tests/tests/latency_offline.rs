@@ -65,7 +65,11 @@ fn the_file_of_a_live_capture_gives_the_same_report() {
     // The table too.
     let table = cnet_output(&["latency", "-r", file.to_str().unwrap()]).unwrap();
     assert!(table.status.success());
-    assert!(table.stdout.contains(&format!("netns:{} eth0 out → netns:{} eth0 in", a.netns, b.netns)), "{}", table.stdout);
+    assert!(
+        table.stdout.contains(&format!("netns:{} eth0 out → netns:{} eth0 in", a.netns, b.netns)),
+        "{}",
+        table.stdout
+    );
 
     // A filter selects the packets the report covers, as for `cnet read`.
     let res = cnet_output(&["latency", "-r", file.to_str().unwrap(), "--json", "icmp"]).unwrap();

@@ -225,7 +225,8 @@ fn filters_compile_for_each_link_type_of_a_mixed_file() {
     let m = mixed_file.to_str().unwrap();
     let res = cnet_output(&["read", m, "ether src 02:00:00:00:00:01"]).unwrap();
     assert!(!res.status.success());
-    let tcpdump = Command::new("tcpdump").args(["-r"]).arg(&raw_file).arg("ether src 02:00:00:00:00:01").output().unwrap();
+    let tcpdump =
+        Command::new("tcpdump").args(["-r"]).arg(&raw_file).arg("ether src 02:00:00:00:00:01").output().unwrap();
     assert!(!tcpdump.status.success());
     let tcpdump_msg = String::from_utf8_lossy(&tcpdump.stderr);
     let libpcap_words = "ethernet addresses supported only on";
@@ -273,8 +274,10 @@ fn container_naming_nothing_in_the_file_says_which_owners_it_has() {
         let res = cnet_output(&args).unwrap();
         assert_eq!(res.status.code(), Some(1), "{args:?}: like grep, no match is status 1");
         assert!(res.stdout.is_empty());
-        let want =
-            format!("cnet: error: no packet of {f} belongs to nope: its owners are netns:{}, netns:{}", a.netns, b.netns);
+        let want = format!(
+            "cnet: error: no packet of {f} belongs to nope: its owners are netns:{}, netns:{}",
+            a.netns, b.netns
+        );
         assert!(res.stderr.starts_with(&want), "{args:?}:\n{}\nwant {want}", res.stderr);
     }
     // A name in the file selects its packets; a filter matching nothing is
