@@ -52,12 +52,17 @@ pub enum FilterError {
     Load(String),
 }
 
-/// A compiled filter expression, ready to be loaded as an eBPF program.
+/// A compiled filter expression: ready to be loaded as an eBPF program
+/// ([`Filter::compile`]), or for libpcap's userspace verdict on the packets
+/// of a file ([`Filter::compile_for`]).
 #[derive(Clone, Debug)]
 pub struct Filter {
     expression: String,
     cbpf: Vec<CbpfInsn>,
-    program: translate::Program,
+    /// None for a filter compiled for a file's link type: it never goes
+    /// into the kernel, so a program too large for eBPF is no reason to
+    /// refuse it.
+    program: Option<translate::Program>,
 }
 
 impl Filter {
@@ -73,7 +78,16 @@ impl Filter {
             what: insn::disassemble(&cbpf[e.index]),
             reason: e.reason,
         })?;
-        Ok(Filter { expression: expression.to_string(), cbpf, program })
+        Ok(Filter { expression: expression.to_string(), cbpf, program: Some(program) })
+    }
+
+    /// Compiles a pcap-filter expression as `tcpdump -r` does for a file
+    /// whose interface has link type `linktype` (LINKTYPE_*) and snap length
+    /// `snaplen` (0 = unlimited), for [`Filter::matches`] only: the filter
+    /// cannot be loaded into the kernel. Errors carry libpcap's message.
+    pub fn compile_for(expression: &str, linktype: u32, snaplen: u32) -> Result<Filter, FilterError> {
+        let cbpf = libpcap::compile_for(expression, linktype, snaplen)?;
+        Ok(Filter { expression: expression.to_string(), cbpf, program: None })
     }
 
     /// The expression as given.
@@ -86,9 +100,10 @@ impl Filter {
         &self.cbpf
     }
 
-    /// The eBPF translation (program array and index not yet filled in).
+    /// The eBPF translation (program array and index not yet filled in);
+    /// empty for a filter from [`Filter::compile_for`].
     pub fn ebpf(&self) -> &[EbpfInsn] {
-        &self.program.insns
+        self.program.as_ref().map_or(&[], |p| &p.insns)
     }
 
     /// libpcap's own userspace evaluation of the cBPF program: whether a
@@ -101,9 +116,12 @@ impl Filter {
     /// Loads the filter as a SCHED_CLS program named `name` that tail-calls
     /// `prog_array[continuation]` for matching packets.
     pub fn load(&self, name: &str, prog_array: BorrowedFd<'_>, continuation: u32) -> Result<OwnedFd, FilterError> {
-        let mut insns = self.program.insns.clone();
-        insns[self.program.map_load].imm = prog_array.as_raw_fd();
-        insns[self.program.index_load].imm = continuation as i32;
+        let Some(program) = &self.program else {
+            return Err(FilterError::Load("the filter was compiled for reading a file, not for the kernel".into()));
+        };
+        let mut insns = program.insns.clone();
+        insns[program.map_load].imm = prog_array.as_raw_fd();
+        insns[program.index_load].imm = continuation as i32;
         syscall::load_sched_cls(name, &insns).map_err(FilterError::Load)
     }
 }
@@ -162,6 +180,29 @@ mod tests {
         assert!(f.matches(&frame, 60));
         frame[23] = 6;
         assert!(!f.matches(&frame, 60));
+    }
+
+    #[test]
+    fn the_link_type_decides_the_offsets() {
+        // The same IPv4/UDP packet, bare (LINKTYPE_RAW) and in Ethernet.
+        let mut ip = vec![0u8; 28];
+        ip[0] = 0x45;
+        ip[9] = 17;
+        let mut frame = vec![0u8; 14];
+        frame[12] = 0x08;
+        frame.extend_from_slice(&ip);
+        for linktype in [101, 12, 228] {
+            let raw = Filter::compile_for("udp", linktype, 0).unwrap();
+            assert!(raw.matches(&ip, ip.len() as u32), "linktype {linktype}");
+            assert!(!raw.matches(&frame, frame.len() as u32), "linktype {linktype}");
+            assert!(raw.ebpf().is_empty());
+        }
+        let eth = Filter::compile_for("udp", 1, 65535).unwrap();
+        assert!(eth.matches(&frame, frame.len() as u32));
+        assert!(!eth.matches(&ip, ip.len() as u32));
+        // Ethernet-only primitives are refused on raw IP with libpcap's words.
+        let e = Filter::compile_for("ether host 02:00:00:00:00:01", 101, 0).unwrap_err();
+        assert!(e.to_string().contains("supported only on ethernet"), "{e}");
     }
 
     #[test]

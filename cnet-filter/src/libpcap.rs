@@ -39,17 +39,27 @@ mod ffi {
 }
 
 /// DLT_EN10MB: what tcpdump sees on a veth.
-const DLT_EN10MB: c_int = 1;
+const DLT_EN10MB: u32 = 1;
 
 /// Compiles `expression` for an Ethernet interface with snap length
 /// `snaplen`, with libpcap's optimiser, as tcpdump does.
 pub(crate) fn compile(expression: &str, snaplen: u32) -> Result<Vec<CbpfInsn>, FilterError> {
+    compile_for(expression, DLT_EN10MB, snaplen)
+}
+
+/// Compiles `expression` for an interface of link type `linktype`
+/// (LINKTYPE_*, as in a pcap or pcapng file) with snap length `snaplen`,
+/// as `tcpdump -r` does for a file of that link type: the same expression
+/// reads different offsets on Ethernet, raw IP or Linux cooked frames.
+pub(crate) fn compile_for(expression: &str, linktype: u32, snaplen: u32) -> Result<Vec<CbpfInsn>, FilterError> {
     let c_expr = CString::new(expression)
         .map_err(|_| FilterError::Compile("can't parse filter expression: it contains a NUL byte".into()))?;
     // SAFETY: plain libpcap calls on a handle we own; the program is freed
     // with pcap_freecode and the handle closed on every path.
     unsafe {
-        let p = ffi::pcap_open_dead(DLT_EN10MB, snaplen.clamp(1, 262144) as c_int);
+        // A snap length of 0 in a file means "no limit"; libpcap wants one.
+        let snaplen = if snaplen == 0 { 262144 } else { snaplen.clamp(1, 262144) };
+        let p = ffi::pcap_open_dead(dlt_of_linktype(linktype), snaplen as c_int);
         if p.is_null() {
             return Err(FilterError::Compile("libpcap could not create a compile handle".into()));
         }
@@ -67,6 +77,19 @@ pub(crate) fn compile(expression: &str, snaplen: u32) -> Result<Vec<CbpfInsn>, F
         };
         ffi::pcap_close(p);
         result
+    }
+}
+
+/// The DLT_* value libpcap's compiler wants for a file's LINKTYPE_* value:
+/// the same number, except for the few link types whose DLT_* values differ
+/// between systems (libpcap's own `linktype_to_dlt`, which it does not
+/// export, for the ones a Linux capture holds).
+fn dlt_of_linktype(linktype: u32) -> c_int {
+    match linktype {
+        // LINKTYPE_ATM_RFC1483, LINKTYPE_RAW: DLT_ATM_RFC1483, DLT_RAW on Linux.
+        100 => 11,
+        101 => 12,
+        _ => linktype.min(i32::MAX as u32) as c_int,
     }
 }
 

@@ -82,6 +82,8 @@ impl From<DirectionArg> for Direction {
     }
 }
 
+/// `cnet read`: the same selection as `cnet capture -r` (see
+/// [`CaptureArgs::read_options`]), plus `--json`.
 #[derive(Debug, Args)]
 pub struct ReadArgs {
     /// pcapng or pcap file ("-" for standard input).
@@ -100,18 +102,41 @@ pub struct ReadArgs {
     /// Stop after COUNT packets.
     #[arg(short = 'c', value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
+    /// Read the filter expression from FILE (`#` starts a comment).
+    #[arg(short = 'F', value_name = "FILE")]
+    pub filter_file: Option<PathBuf>,
+    /// Only packets matching this filter, in tcpdump's pcap-filter syntax
+    /// (compiled by libpcap for each interface's link type, as tcpdump -r).
+    #[arg(value_name = "EXPRESSION")]
+    pub expression: Vec<String>,
 }
 
 impl ReadArgs {
-    pub fn into_options(self) -> ReadOptions {
-        ReadOptions {
+    pub fn into_options(self) -> anyhow::Result<ReadOptions> {
+        Ok(ReadOptions {
+            filter: filter_expression(self.filter_file.as_deref(), &self.expression)?,
             path: self.file,
             container: self.container,
             direction: self.direction.map(Direction::from),
             json: self.json,
             count: self.count,
-        }
+        })
     }
+}
+
+/// The filter expression of the words or the -F file (not both); None for
+/// none or an empty one, which matches everything, as in tcpdump.
+fn filter_expression(file: Option<&std::path::Path>, words: &[String]) -> anyhow::Result<Option<String>> {
+    let filter = match (file, words.is_empty()) {
+        (Some(_), false) => anyhow::bail!("give the filter expression either as arguments or with -F, not both"),
+        (Some(path), true) => Some(
+            cnet_filter::read_filter_file(path)
+                .with_context(|| format!("cannot read filter file {}", path.display()))?,
+        ),
+        (None, false) => Some(words.join(" ")),
+        (None, true) => None,
+    };
+    Ok(filter.filter(|f| !f.trim().is_empty()))
 }
 
 /// Everything after `cnet extcap`, parsed by the extcap module: Wireshark
@@ -147,14 +172,16 @@ pub struct ListArgs {
     pub json: bool,
 }
 
-/// `cnet latency`: the capture options (same targets), a smaller default
-/// snap length (headers are enough), and report options.
+/// `cnet latency`: the capture options (same targets, no file rotation:
+/// the latency sink writes one file), a smaller default snap length
+/// (headers are enough), and report options; `-r` analyses a file instead.
 #[derive(Debug, Args)]
 #[command(mut_arg("snaplen", |a| a.default_value("128")))]
 #[command(mut_arg("write", |a| a.help("Also write the packets as pcapng to FILE (\"-\" for standard output), copies of one packet with the same packet id")))]
+#[command(mut_arg("read", |a| a.help("Analyse the packets of FILE (pcapng or pcap, e.g. from cnet latency -w or tcpdump -w) instead of capturing")))]
 pub struct LatencyArgs {
     #[command(flatten)]
-    pub capture: CaptureArgs,
+    pub capture: CaptureArgs<NoRotation>,
     /// Print the report as JSON on standard output (the table then goes to
     /// standard error).
     #[arg(long)]
@@ -165,17 +192,56 @@ pub struct LatencyArgs {
 }
 
 impl LatencyArgs {
-    pub fn into_options(self) -> anyhow::Result<crate::cmd::latency::LatencyOptions> {
-        Ok(crate::cmd::latency::LatencyOptions {
-            capture: self.capture.into_options()?,
-            json: self.json,
-            plot: self.plot,
-        })
+    pub fn into_options(mut self) -> anyhow::Result<crate::cmd::latency::LatencyOptions> {
+        use crate::cmd::latency::Source;
+        let quiet = self.capture.quiet;
+        let source = match self.capture.read.take() {
+            Some(file) => Source::File(self.capture.read_options(file)?),
+            None => Source::Live(self.capture.into_options()?),
+        };
+        Ok(crate::cmd::latency::LatencyOptions { source, json: self.json, plot: self.plot, quiet })
+    }
+}
+
+/// The file rotation flags, which only `cnet capture` offers.
+pub trait RotationFlags: Args + FromArgMatches + std::fmt::Debug {
+    /// (-C bytes, -G seconds, -W files).
+    fn values(&self) -> (Option<u64>, Option<u64>, Option<u32>);
+}
+
+#[derive(Debug, Args)]
+pub struct RotationArgs {
+    /// Start a new file when the current one is larger than SIZE (millions
+    /// of bytes, or with a k/m/g suffix).
+    #[arg(short = 'C', value_name = "SIZE", value_parser = parse_size)]
+    pub file_size: Option<u64>,
+    /// Start a new file every SECS seconds; -w is then a strftime pattern
+    /// (e.g. cap-%Y%m%d-%H%M%S.pcapng).
+    #[arg(short = 'G', value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rotate_secs: Option<u64>,
+    /// Keep at most N files (with -C alone: a ring FILE0 … FILE<N-1>).
+    #[arg(short = 'W', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub file_count: Option<u32>,
+}
+
+impl RotationFlags for RotationArgs {
+    fn values(&self) -> (Option<u64>, Option<u64>, Option<u32>) {
+        (self.file_size, self.rotate_secs, self.file_count)
+    }
+}
+
+/// No rotation flags: `cnet latency` writes one file.
+#[derive(Debug, Args)]
+pub struct NoRotation {}
+
+impl RotationFlags for NoRotation {
+    fn values(&self) -> (Option<u64>, Option<u64>, Option<u32>) {
+        (None, None, None)
     }
 }
 
 #[derive(Debug, Args)]
-pub struct CaptureArgs {
+pub struct CaptureArgs<R: RotationFlags = RotationArgs> {
     /// Host interface to capture on (repeatable).
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     pub interfaces: Vec<String>,
@@ -240,20 +306,12 @@ pub struct CaptureArgs {
     /// Keep only packets in this direction (relative to the container).
     #[arg(long, value_enum)]
     pub direction: Option<DirectionArg>,
-    /// Read packets from FILE instead of capturing (same as `cnet read FILE`).
+    /// Read packets from FILE instead of capturing (same as `cnet read
+    /// FILE`; --container, --direction, -c and the filter select packets).
     #[arg(short = 'r', value_name = "FILE")]
     pub read: Option<PathBuf>,
-    /// Start a new file when the current one is larger than SIZE (millions
-    /// of bytes, or with a k/m/g suffix).
-    #[arg(short = 'C', value_name = "SIZE", value_parser = parse_size)]
-    pub file_size: Option<u64>,
-    /// Start a new file every SECS seconds; -w is then a strftime pattern
-    /// (e.g. cap-%Y%m%d-%H%M%S.pcapng).
-    #[arg(short = 'G', value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub rotate_secs: Option<u64>,
-    /// Keep at most N files (with -C alone: a ring FILE0 … FILE<N-1>).
-    #[arg(short = 'W', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub file_count: Option<u32>,
+    #[command(flatten)]
+    pub rotation: R,
     /// Read the filter expression from FILE (`#` starts a comment).
     #[arg(short = 'F', value_name = "FILE")]
     pub filter_file: Option<PathBuf>,
@@ -266,8 +324,46 @@ pub struct CaptureArgs {
     pub order: Vec<(usize, &'static str, usize)>,
 }
 
-impl CaptureArgs {
+impl<R: RotationFlags> CaptureArgs<R> {
+    /// `-r FILE`: the options that select packets of a file (--container,
+    /// --direction, -c, the filter); the capture-only ones are refused
+    /// rather than ignored.
+    pub fn read_options(self, file: PathBuf) -> anyhow::Result<ReadOptions> {
+        let (c, g, w) = self.rotation.values();
+        let given = [
+            ("-i", !self.interfaces.is_empty()),
+            ("--netns", !self.netns.is_empty()),
+            ("--pid", !self.pids.is_empty()),
+            ("--all", self.all),
+            ("--pod", !self.pods.is_empty()),
+            ("--iface", !self.container_ifaces.is_empty()),
+            ("--wait", self.wait),
+            ("-w", self.write.is_some()),
+            ("--duration", self.duration.is_some()),
+            ("-Z", self.user.is_some()),
+            ("-C", c.is_some()),
+            ("-G", g.is_some()),
+            ("-W", w.is_some()),
+        ];
+        let refused: Vec<&str> = given.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect();
+        if !refused.is_empty() {
+            anyhow::bail!("-r reads a file instead of capturing: drop {}, or drop -r", refused.join(", "));
+        }
+        if self.containers.len() > 1 {
+            anyhow::bail!("with -r, --container selects the packets of one owner: give it once");
+        }
+        Ok(ReadOptions {
+            filter: filter_expression(self.filter_file.as_deref(), &self.expression)?,
+            path: file,
+            container: self.containers.into_iter().next(),
+            direction: self.direction.map(Direction::from),
+            json: false,
+            count: self.count,
+        })
+    }
+
     pub fn into_options(self) -> anyhow::Result<CaptureOptions> {
+        let (file_size, rotate_secs, file_count) = self.rotation.values();
         let mut targets: Vec<Target> = Vec::new();
         if self.order.is_empty() {
             targets.extend(self.interfaces.iter().cloned().map(Target::Interface));
@@ -300,7 +396,7 @@ impl CaptureArgs {
             }
             targets.extend(self.container_ifaces.into_iter().map(Target::ContainerIface));
         }
-        let rotating = self.file_size.is_some() || self.rotate_secs.is_some() || self.file_count.is_some();
+        let rotating = file_size.is_some() || rotate_secs.is_some() || file_count.is_some();
         let output = match self.write {
             None if rotating => anyhow::bail!("-C, -G and -W need a file name: add -w FILE"),
             None => Output::Print,
@@ -311,9 +407,9 @@ impl CaptureArgs {
             Some(p) if rotating => {
                 let rotation = Rotation {
                     pattern: p.to_str().context("the -w file name must be valid UTF-8 when rotating")?.to_string(),
-                    max_bytes: self.file_size,
-                    interval: self.rotate_secs.map(Duration::from_secs),
-                    max_files: self.file_count,
+                    max_bytes: file_size,
+                    interval: rotate_secs.map(Duration::from_secs),
+                    max_files: file_count,
                     mode: self.mode,
                 };
                 rotation.validate().map_err(anyhow::Error::msg)?;

@@ -25,23 +25,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Capture(mut args) => {
                 if let Some(file) = args.read.take() {
-                    if !args.interfaces.is_empty()
-                        || !args.netns.is_empty()
-                        || !args.pids.is_empty()
-                        || args.write.is_some()
-                    {
-                        anyhow::bail!(
-                            "-r reads a file instead of capturing: drop -i, --netns, --pid and -w, or drop -r"
-                        );
-                    }
                     // `cnet capture -r FILE`, tcpdump's way of reading a file.
-                    let opts = readback::ReadOptions {
-                        path: file,
-                        count: args.count,
-                        direction: args.direction.map(Into::into),
-                        ..Default::default()
-                    };
-                    readback::run(&opts)?;
+                    readback::run(&args.read_options(file)?)?;
                     return anyhow::Ok(());
                 }
                 let opts = args.into_options()?;
@@ -50,7 +35,7 @@ fn main() -> ExitCode {
                 anyhow::Ok(())
             }
             Command::Read(args) => {
-                readback::run(&args.into_options())?;
+                readback::run(&args.into_options()?)?;
                 anyhow::Ok(())
             }
             Command::Extcap(args) => extcap::run(&args.args).await,

@@ -6,12 +6,17 @@
 //! description (`netns:blue eth0 [10.0.0.2/24] (netns inode …)`), the
 //! direction flags and the `k=v` packet comment. Files from other tools
 //! (tcpdump, dumpcap) print with their interface name and direction `-`.
+//!
+//! A filter expression selects packets as `tcpdump -r` does: libpcap
+//! compiles it for the link type of each interface of the file and judges
+//! each packet in userspace ([`FileFilter`]).
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use cnet_filter::Filter;
 use serde::Serialize;
 
 use crate::codec::capture_file::{self, FileInterface, FilePacket};
@@ -30,14 +35,70 @@ pub struct ReadOptions {
     pub json: bool,
     /// Stop after this many printed packets.
     pub count: Option<u64>,
+    /// pcap-filter expression (tcpdump's syntax); None prints every packet.
+    pub filter: Option<String>,
+}
+
+/// A filter expression compiled once per link type of a file's interfaces
+/// (a pcapng may mix Ethernet, raw IP and Linux cooked interfaces, and the
+/// same expression reads different offsets on each), judged by libpcap in
+/// userspace as `tcpdump -r FILE EXPRESSION` does.
+pub struct FileFilter {
+    expression: String,
+    /// (link type, its compiled filter); a file has few link types.
+    compiled: Vec<(u32, Filter)>,
+}
+
+impl FileFilter {
+    pub fn new(expression: &str) -> FileFilter {
+        FileFilter { expression: expression.to_string(), compiled: Vec::new() }
+    }
+
+    /// Whether `pkt`, seen on `iface` (interface `id` of the file), matches.
+    /// Errors are libpcap's (tcpdump's) words, with the link type when it
+    /// is not Ethernet (an Ethernet-only primitive on a raw IP interface).
+    pub fn matches(&mut self, iface: Option<&FileInterface>, id: u32, pkt: &FilePacket) -> Result<bool> {
+        let (linktype, snaplen) = iface.map_or((1, 0), |i| (i.linktype, i.snaplen));
+        let i = match self.compiled.iter().position(|(lt, _)| *lt == linktype) {
+            Some(i) => i,
+            None => {
+                let f = Filter::compile_for(&self.expression, linktype, snaplen).map_err(|e| {
+                    if linktype == 1 {
+                        anyhow::anyhow!("{e}")
+                    } else {
+                        anyhow::anyhow!("{e} (interface {id} of the file has link type {linktype})")
+                    }
+                })?;
+                self.compiled.push((linktype, f));
+                self.compiled.len() - 1
+            }
+        };
+        Ok(self.compiled[i].1.matches(&pkt.data, pkt.orig_len))
+    }
+
+    /// Checks the expression when no packet needed it (an empty file), so
+    /// that a mistyped expression is an error whatever the file holds.
+    pub fn check(&mut self, file: &capture_file::CaptureFile) -> Result<()> {
+        if !self.compiled.is_empty() {
+            return Ok(());
+        }
+        let (linktype, snaplen) = file.interfaces.first().map_or((1, 0), |i| (i.linktype, i.snaplen));
+        Filter::compile_for(&self.expression, linktype, snaplen).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    }
 }
 
 /// One packet as `--json` prints it; the decoded layers are top-level keys
 /// (`ethernet`, `ip`, `tcp`, `udp`, `icmp`, `dns`, `truncated`).
 #[derive(Debug, Serialize)]
 pub struct JsonPacket<'a> {
-    /// Nanoseconds since the Unix epoch.
+    /// Nanoseconds since the Unix epoch. Beyond 2^53, so jq and JavaScript
+    /// (doubles) round it: `ts_sec` and `ts_nsec` keep every digit.
     pub ts_ns: u64,
+    /// Whole seconds since the Unix epoch.
+    pub ts_sec: u64,
+    /// Nanoseconds within the second (0 to 999999999).
+    pub ts_nsec: u32,
     /// RFC 3339, UTC, nanoseconds.
     pub time: String,
     pub interface: JsonInterface<'a>,
@@ -76,6 +137,26 @@ fn parse_owner(description: &str) -> Option<(String, &str)> {
     let (name, rest) = text::parse_value(rest);
     (!name.is_empty() && (rest.is_empty() || rest.starts_with(char::is_whitespace)))
         .then(|| (format!("{kind}:{name}"), rest))
+}
+
+/// What a cnet interface description says of its interface: the owner,
+/// the interface name on the owner's side and its addresses
+/// (`netns:blue eth0 [10.0.0.2/24, fd00::2/64] (…)`); None for a host
+/// interface or a file from another tool.
+pub fn owner_label(iface: &FileInterface) -> Option<(String, String, Vec<String>)> {
+    let (owner, rest) = parse_owner(&iface.description)?;
+    let mut rest = rest.trim_start();
+    let mut name = String::new();
+    if !rest.is_empty() && !rest.starts_with(['[', '(']) {
+        let (n, r) = text::parse_value(rest);
+        name = n;
+        rest = r.trim_start();
+    }
+    let addrs = match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        Some((list, _)) => list.split(',').map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect(),
+        None => Vec::new(),
+    };
+    Some((owner, name, addrs))
 }
 
 /// The owner in a cnet interface description (`netns:blue`, `pid:42`,
@@ -117,7 +198,7 @@ pub fn owner_matches(name: &str, iface: Option<&FileInterface>, pkt: &FilePacket
 }
 
 /// The packet's direction: the EPB flags, else the comment's `dir=`.
-fn direction(pkt: &FilePacket) -> Option<Direction> {
+pub fn direction(pkt: &FilePacket) -> Option<Direction> {
     pkt.direction.or_else(|| match pkt.labels.get("dir").map(String::as_str) {
         Some("in") => Some(Direction::In),
         Some("out") => Some(Direction::Out),
@@ -133,25 +214,114 @@ fn rfc3339(ts_ns: u64) -> String {
         .unwrap_or_default()
 }
 
-/// Prints the file; returns the number of packets printed.
+/// Which packets of a file `read`, `capture -r` and `latency -r` take:
+/// owner (`--container`), direction, filter expression.
+pub struct Selection {
+    container: Option<String>,
+    direction: Option<Direction>,
+    filter: Option<FileFilter>,
+    /// A packet of the `--container` owner was seen.
+    owner_seen: bool,
+}
+
+impl Selection {
+    pub fn new(opts: &ReadOptions) -> Selection {
+        Selection {
+            container: opts.container.clone(),
+            direction: opts.direction,
+            filter: opts.filter.as_deref().map(FileFilter::new),
+            owner_seen: false,
+        }
+    }
+
+    /// Whether `pkt` (of `file`, read so far) is selected; an error when
+    /// the filter does not compile for its interface's link type.
+    pub fn select(&mut self, file: &capture_file::CaptureFile, pkt: &FilePacket) -> Result<bool> {
+        let iface = file.interfaces.get(pkt.interface as usize);
+        if let Some(name) = &self.container {
+            if !owner_matches(name, iface, pkt) {
+                return Ok(false);
+            }
+            self.owner_seen = true;
+        }
+        if self.direction.is_some() && direction(pkt) != self.direction {
+            return Ok(false);
+        }
+        match &mut self.filter {
+            Some(f) => f.matches(iface, pkt.interface, pkt),
+            None => Ok(true),
+        }
+    }
+
+    /// After the whole file: checks the filter (for an empty file) and
+    /// turns a `--container` that named nothing into an error (exit status
+    /// 1, as grep's "no match") that lists the file's owners: it is a typo
+    /// or the wrong file. A filter or direction that matches nothing is not
+    /// an error (exit status 0, as `tcpdump -r`).
+    pub fn finish(&mut self, path: &std::path::Path, file: &capture_file::CaptureFile) -> Result<()> {
+        if let Some(f) = &mut self.filter {
+            f.check(file)?;
+        }
+        if let Some(name) = &self.container
+            && !self.owner_seen
+        {
+            let owners = owners_of(file);
+            let has = if owners.is_empty() {
+                "it has no cnet labels and no interface names".to_string()
+            } else {
+                format!("its owners are {}", owners.join(", "))
+            };
+            anyhow::bail!(
+                "no packet of {} belongs to {}: {has} (--container takes an owner such as netns:blue, its name, \
+                 or a host interface name)",
+                path.display(),
+                name
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The owners (or, for files without cnet's labels, the interface names)
+/// of a file's interfaces, for the message when `--container` selects
+/// nothing. `main` escapes the message, names included.
+fn owners_of(file: &capture_file::CaptureFile) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for i in &file.interfaces {
+        let name = match owner(i) {
+            Some(o) => text::owner_value(&o),
+            None if !i.name.is_empty() => i.name.clone(),
+            None => continue,
+        };
+        if !v.contains(&name) {
+            v.push(name);
+        }
+    }
+    v
+}
+
+/// Prints the file; returns the number of packets printed. Errors as
+/// [`Selection::finish`] says.
 pub fn run(opts: &ReadOptions) -> Result<u64> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let limit = opts.count.unwrap_or(u64::MAX);
     let mut printed = 0u64;
     let mut write_error: Option<io::Error> = None;
+    let mut filter_error: Option<anyhow::Error> = None;
+    let mut selection = Selection::new(opts);
     let mut unknown_links: Vec<u32> = Vec::new();
     let result = capture_file::for_each_packet(&opts.path, |file, pkt| {
+        match selection.select(file, &pkt) {
+            Ok(true) => {}
+            Ok(false) => return true,
+            Err(e) => {
+                filter_error = Some(e);
+                return false;
+            }
+        }
         let iface = file.interfaces.get(pkt.interface as usize);
         let dir = direction(&pkt);
-        if opts.direction.is_some() && dir != opts.direction {
-            return true;
-        }
-        if let Some(name) = &opts.container
-            && !owner_matches(name, iface, &pkt)
-        {
-            return true;
-        }
         let linktype = iface.map_or(1, |i| i.linktype);
         let link = Link::from_linktype(linktype).unwrap_or_else(|| {
             if !unknown_links.contains(&linktype) {
@@ -165,6 +335,8 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
             let i = iface.unwrap_or(&empty);
             let j = JsonPacket {
                 ts_ns: pkt.ts_ns,
+                ts_sec: pkt.ts_ns / 1_000_000_000,
+                ts_nsec: (pkt.ts_ns % 1_000_000_000) as u32,
                 time: rfc3339(pkt.ts_ns),
                 interface: JsonInterface { id: pkt.interface, name: &i.name, description: &i.description, linktype },
                 owner: iface.and_then(owner),
@@ -198,14 +370,19 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
         Some(e) => return Err(e).context("cannot write to standard output"),
         None => {}
     }
-    match result {
-        Ok(_) => Ok(printed),
+    if let Some(e) = filter_error {
+        return Err(e);
+    }
+    let file = match result {
+        Ok(file) => file,
         // The message already names the file and the cause; no chain.
         Err((e @ capture_file::ReadError::Malformed { .. }, _)) => {
             anyhow::bail!("{e}; the file is damaged or was cut short")
         }
         Err((e, _)) => anyhow::bail!("{e}"),
-    }
+    };
+    selection.finish(&opts.path, &file)?;
+    Ok(printed)
 }
 
 #[cfg(test)]
@@ -217,6 +394,7 @@ mod tests {
             name: "veth7".into(),
             description: "netns:blue eth0 [10.0.0.2/24] (netns inode 4026532000)".into(),
             linktype: 1,
+            snaplen: 0,
         }
     }
 
@@ -236,7 +414,10 @@ mod tests {
     fn labels_of_cnet_and_foreign_interfaces() {
         assert_eq!(short_label(Some(&cnet_iface()), 0), "netns:blue eth0");
         assert_eq!(owner(&cnet_iface()).as_deref(), Some("netns:blue"));
-        let host = FileInterface { name: "eth0".into(), description: "host interface eth0".into(), linktype: 1 };
+        let (o, name, addrs) = owner_label(&cnet_iface()).unwrap();
+        assert_eq!((o.as_str(), name.as_str(), addrs), ("netns:blue", "eth0", vec!["10.0.0.2/24".to_string()]));
+        let host =
+            FileInterface { name: "eth0".into(), description: "host interface eth0".into(), ..Default::default() };
         assert_eq!(short_label(Some(&host), 0), "eth0");
         assert_eq!(owner(&host), None);
         assert_eq!(short_label(None, 3), "if3");
@@ -260,6 +441,7 @@ mod tests {
             name: "veth9".into(),
             description: r#"netns:"evil blue" "eth0\x1b[2J" (netns inode 1)"#.into(),
             linktype: 1,
+            snaplen: 0,
         };
         let p = pkt(r#"ns="evil dir=in ns=blue" iface="eth0\x1b[2J" dir=out"#);
         assert_eq!(owner(&evil).as_deref(), Some("netns:evil blue"));

@@ -22,6 +22,8 @@ pub struct FileInterface {
     pub name: String,
     pub description: String,
     pub linktype: u32,
+    /// Bytes kept of each packet; 0 when the file does not say (no limit).
+    pub snaplen: u32,
 }
 
 /// Interface statistics (ISB) found in the file.
@@ -344,7 +346,11 @@ fn read_pcapng<R: Read>(mut r: R, path: &str, out: &mut CaptureFile, f: &mut OnP
                          writes; cnet stops here, as it keeps every interface in memory"
                     )));
                 }
-                let mut iface = FileInterface { linktype: u32::from(order.u16(b, 0)), ..Default::default() };
+                let mut iface = FileInterface {
+                    linktype: u32::from(order.u16(b, 0)),
+                    snaplen: order.u32(b, 4),
+                    ..Default::default()
+                };
                 let mut p = IfParams { tsresol: 6, tsoffset: 0, snaplen: order.u32(b, 4) };
                 for_each_option(&b[8..], order, |code, v| match code {
                     2 => iface.name = text(v),
@@ -469,7 +475,11 @@ fn read_pcapng<R: Read>(mut r: R, path: &str, out: &mut CaptureFile, f: &mut OnP
 fn read_pcap<R: Read>(r: R, path: &str, out: &mut CaptureFile, f: &mut OnPacket<'_>) -> Result<(), ReadError> {
     let mut reader = PcapReader::new(r).map_err(|e| malformed(path, e))?;
     let header = reader.header();
-    out.interfaces.push(FileInterface { linktype: u32::from(header.datalink), ..Default::default() });
+    out.interfaces.push(FileInterface {
+        linktype: u32::from(header.datalink),
+        snaplen: header.snaplen,
+        ..Default::default()
+    });
     while let Some(p) = reader.next_packet() {
         let p = p.map_err(|e| malformed(path, e))?;
         let pkt = FilePacket {

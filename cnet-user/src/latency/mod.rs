@@ -43,9 +43,15 @@ pub struct Engine {
 
 impl Engine {
     pub fn add_interface(&mut self, iface: &Iface) {
+        self.add_interface_with_link(iface, Link::of_interface(iface.endpoint.link_type));
+    }
+
+    /// [`Engine::add_interface`] for an interface whose packets start with
+    /// `link` whatever its ARPHRD type says: an interface of a capture file,
+    /// known by its LINKTYPE (Linux cooked captures included).
+    pub fn add_interface_with_link(&mut self, iface: &Iface, link: Link) {
         let ep = &iface.endpoint;
         let id = iface.id as usize;
-        let link = Link::of_interface(ep.link_type);
         if self.links.len() <= id {
             self.links.resize(id + 1, Link::Ethernet);
             self.labels.resize(id + 1, String::new());
@@ -74,6 +80,18 @@ impl Engine {
         // arrives at ingress; for a plain interface, what comes in does.
         let ingress = (pkt.dir == Direction::Out) == iface.endpoint.peer_view;
         self.hops.packet((iface.id, pkt.dir), ingress, pkt.ts_ns, h.fingerprint, h.proto)
+    }
+
+    /// Analyses a packet whose direction is unknown (a file from tcpdump or
+    /// dumpcap without direction flags): flows, but no hop, which needs to
+    /// know where the packet entered and left the host. Returns its id.
+    pub fn packet_without_direction(&mut self, iface: &Iface, pkt: &Packet<'_>) -> u64 {
+        let link = self.links.get(iface.id as usize).copied().unwrap_or(Link::Ethernet);
+        if let Some(h) = parse::parse(link, pkt.data, pkt.orig_len) {
+            self.packets += 1;
+            self.flows.packet(iface.id, pkt.ts_ns, &h);
+        }
+        self.hops.new_id()
     }
 
     pub fn finish(&mut self) {
