@@ -38,7 +38,9 @@ fn main() -> ExitCode {
                     let opts = readback::ReadOptions {
                         path: file,
                         count: args.count,
-                        direction: args.direction.map(Into::into),
+                        direction: args.direction.and_then(|d| d.keep()),
+                        print: args.print.options(),
+                        count_only: args.print.count_only,
                         ..Default::default()
                     };
                     readback::run(&opts)?;

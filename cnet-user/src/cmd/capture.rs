@@ -20,7 +20,7 @@ use crate::pipeline::resolve::select::Selection;
 use crate::pipeline::resolve::watch::Watcher;
 use crate::pipeline::sinks::Sink;
 use crate::pipeline::sinks::pcapng::{PcapngSink, create_output, stdout_file};
-use crate::pipeline::sinks::print::Printer;
+use crate::pipeline::sinks::print::{PacketBuffered, PrintOptions, Printer, Tee};
 use crate::pipeline::sinks::rotate::{RotatingSink, Rotation};
 use crate::platform::privileges;
 use cnet_filter::Filter;
@@ -60,6 +60,8 @@ pub struct CaptureOptions {
     pub direction: Option<Direction>,
     /// A container name that matches nothing yet is waited for, not an error.
     pub wait: bool,
+    /// tcpdump's printing options (`-v`, `-e`, `-x`, `-t`, …, `--print`, `-U`).
+    pub print: PrintOptions,
 }
 
 /// What a finished capture reports.
@@ -95,7 +97,10 @@ pub struct Opened<'s> {
 /// The sink `cnet capture` writes to.
 pub fn open_output<'s>(opts: &CaptureOptions, os: &str) -> Result<Opened<'s>> {
     let (sink, live, watch): (Box<dyn Sink>, bool, Option<RawFd>) = match &opts.output {
-        Output::Print => (Box::new(Printer::new(io::BufWriter::new(io::stdout()))), true, pipe_fd(&io::stdout())),
+        Output::Print => {
+            let printer = Printer::with_options(io::BufWriter::new(io::stdout()), opts.print);
+            (Box::new(printer), true, pipe_fd(&io::stdout()))
+        }
         Output::Stdout => {
             let out = stdout_file().context("cannot use standard output")?;
             (Box::new(PcapngSink::new(out, os)?), true, pipe_fd(&io::stdout()))
@@ -116,6 +121,20 @@ pub fn open_output<'s>(opts: &CaptureOptions, os: &str) -> Result<Opened<'s>> {
             let sink = RotatingSink::new(r.clone(), os).with_context(|| format!("cannot write {}", r.pattern))?;
             (Box::new(sink), false, None)
         }
+    };
+    let sink: Box<dyn Sink + 's> = match opts.output {
+        Output::Print => sink,
+        _ if opts.print.packet_buffered => Box::new(PacketBuffered(sink)),
+        _ => sink,
+    };
+    // `--print -w FILE`: the printed lines are live even when the file is not.
+    let (sink, live): (Box<dyn Sink + 's>, bool) = match opts.output {
+        Output::Print => (sink, live),
+        _ if opts.print.also_print => {
+            let printer = Printer::with_options(io::BufWriter::new(io::stdout()), opts.print);
+            (Box::new(Tee { file: sink, printer }), true)
+        }
+        _ => (sink, live),
     };
     Ok(Opened { sink, live, watch })
 }

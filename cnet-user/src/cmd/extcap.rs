@@ -304,6 +304,7 @@ fn capture_options(call: &Call, iface: &str, fifo: PathBuf, known: Vec<ExtcapTar
         file_mode: 0o600,
         drop_to: None,
         wait: false,
+        print: Default::default(),
         filter: call.capture_filter.as_deref().map(str::trim).filter(|f| !f.is_empty()).map(String::from),
     })
 }

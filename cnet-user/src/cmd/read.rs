@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::codec::capture_file::{self, FileInterface, FilePacket};
 use crate::codec::decode::{self, Decoded, Link};
 use crate::model::Direction;
-use crate::pipeline::sinks::print::format_line;
+use crate::pipeline::sinks::print::{LineFormatter, PrintOptions};
 use crate::text;
 
 #[derive(Clone, Debug, Default)]
@@ -30,6 +30,10 @@ pub struct ReadOptions {
     pub json: bool,
     /// Stop after this many printed packets.
     pub count: Option<u64>,
+    /// tcpdump's printing options (`-v`, `-e`, `-x`, `-t`, …).
+    pub print: PrintOptions,
+    /// `--count`: print only the number of matching packets.
+    pub count_only: bool,
 }
 
 /// One packet as `--json` prints it; the decoded layers are top-level keys
@@ -141,6 +145,7 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
     let mut printed = 0u64;
     let mut write_error: Option<io::Error> = None;
     let mut unknown_links: Vec<u32> = Vec::new();
+    let mut formatter = LineFormatter::new(opts.print);
     let result = capture_file::for_each_packet(&opts.path, |file, pkt| {
         let iface = file.interfaces.get(pkt.interface as usize);
         let dir = direction(&pkt);
@@ -160,7 +165,9 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
             Link::Ethernet
         });
         let decoded = decode::decode(link, &pkt.data);
-        let r = if opts.json {
+        let r = if opts.count_only {
+            Ok(())
+        } else if opts.json {
             let empty = FileInterface::default();
             let i = iface.unwrap_or(&empty);
             let j = JsonPacket {
@@ -179,7 +186,8 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
             text::write_json(&mut out, &j).map_err(io::Error::from).and_then(|()| out.write_all(b"\n"))
         } else {
             let label = short_label(iface, pkt.interface);
-            writeln!(out, "{}", format_line(pkt.ts_ns, &label, dir, &decoded))
+            let text = formatter.format(pkt.ts_ns, &label, dir, &decoded, &pkt.data, pkt.orig_len as usize);
+            writeln!(out, "{text}")
         };
         if let Err(e) = r {
             write_error = Some(e);
@@ -188,6 +196,11 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
         printed += 1;
         printed < limit
     });
+    if opts.count_only && write_error.is_none() {
+        // tcpdump --count's line.
+        let r = writeln!(out, "{printed} packet{}", if printed == 1 { "" } else { "s" });
+        write_error = r.err();
+    }
     let flushed = out.flush();
     for lt in unknown_links {
         log::warn!("link type {lt} is not decoded by cnet; its packets were decoded as Ethernet");
@@ -211,6 +224,7 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::sinks::print::format_line;
 
     fn cnet_iface() -> FileInterface {
         FileInterface {
