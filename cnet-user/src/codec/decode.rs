@@ -682,6 +682,9 @@ impl Decoded {
             if !style.link_header {
                 s.push_str("ARP, ");
             }
+            if style.verbose > 0 {
+                s.push_str("Ethernet (len 6), IPv4 (len 4), ");
+            }
             match a.operation {
                 1 => {
                     let _ = write!(s, "Request who-has {}", a.target_ip);
@@ -720,14 +723,8 @@ impl Decoded {
             if inner.tcp.is_some() || inner.udp.is_some() || inner.icmp.is_some() {
                 inner.truncated = None;
             }
-            if let Some(t) = &mut inner.tcp {
-                t.checksum = None;
-            }
-            if let Some(u) = &mut inner.udp {
-                u.checksum = None;
-            }
+            // Checksums of the quoted packet are checked when it is quoted whole.
             if let Some(q) = &mut inner.icmp {
-                q.checksum = None;
                 q.quoted_bytes.clear();
             }
             let inner_style = Style { link_header: false, ..*style };
