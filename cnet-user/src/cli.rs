@@ -11,8 +11,8 @@ use crate::cmd::capture::{CaptureOptions, Output};
 use crate::cmd::read::ReadOptions;
 use crate::model::Direction;
 use crate::model::Target;
-use crate::pipeline::sinks::print::{Dump, PrintOptions, TimeFormat};
 use crate::pipeline::attach::AttachMode;
+use crate::pipeline::sinks::print::{Dump, PrintOptions, TimeFormat};
 use crate::pipeline::sinks::rotate::Rotation;
 
 #[derive(Debug, Parser)]

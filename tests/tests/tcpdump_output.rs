@@ -20,8 +20,9 @@ use cnet_tests::{Cnet, Lab, TempDir, cnet_output, traffic, tshark_fields};
 /// into `file` with `--print` (so the printed lines come back too).
 fn capture(lab: &Lab, file: &Path) -> String {
     let ns = lab.host(0).netns.clone();
-    let cnet = Cnet::start(&["capture", "--netns", &ns, "-w", file.to_str().unwrap(), "--print", "arp or icmp or udp or tcp"])
-        .expect("start cnet");
+    let cnet =
+        Cnet::start(&["capture", "--netns", &ns, "-w", file.to_str().unwrap(), "--print", "arp or icmp or udp or tcp"])
+            .expect("start cnet");
     lab.ping(0, 1, 2).expect("ping");
     traffic::udp_burst(lab, 0, 1, 9999, "tcpdump-out", 2).expect("udp");
     // Nothing listens on 9998: host 1 answers with ICMP port unreachable.

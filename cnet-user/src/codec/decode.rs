@@ -260,8 +260,12 @@ pub fn decode(link: Link, data: &[u8]) -> Decoded {
 /// The Ethernet header with its VLAN tags, if the frame has one.
 fn ethernet(p: &LaxSlicedPacket<'_>) -> Option<Ethernet> {
     let Some(LinkSlice::Ethernet2(e)) = &p.link else { return None };
-    let mut eth =
-        Ethernet { src: mac(&e.source()), dst: mac(&e.destination()), ethertype: e.ether_type().0, ..Default::default() };
+    let mut eth = Ethernet {
+        src: mac(&e.source()),
+        dst: mac(&e.destination()),
+        ethertype: e.ether_type().0,
+        ..Default::default()
+    };
     for ext in &p.link_exts {
         if let LaxLinkExtSlice::Vlan(v) = ext {
             eth.vlan.push(v.vlan_identifier().value());
@@ -626,15 +630,25 @@ impl Decoded {
                     let opts: Vec<String> = t
                         .options
                         .iter()
-                        .map(|o| match (o.starts_with("sack ") && !o.starts_with("sack invalid")).then(|| sacks.next()).flatten() {
-                            Some(blocks) => {
-                                let mut r = format!("sack {} ", blocks.len());
-                                for (a, b) in blocks {
-                                    let _ = write!(r, "{{{}:{}}}", a.wrapping_sub(base.sack), b.wrapping_sub(base.sack));
+                        .map(|o| {
+                            match (o.starts_with("sack ") && !o.starts_with("sack invalid"))
+                                .then(|| sacks.next())
+                                .flatten()
+                            {
+                                Some(blocks) => {
+                                    let mut r = format!("sack {} ", blocks.len());
+                                    for (a, b) in blocks {
+                                        let _ = write!(
+                                            r,
+                                            "{{{}:{}}}",
+                                            a.wrapping_sub(base.sack),
+                                            b.wrapping_sub(base.sack)
+                                        );
+                                    }
+                                    r
                                 }
-                                r
+                                _ => o.clone(),
                             }
-                            _ => o.clone(),
                         })
                         .collect();
                     let _ = write!(s, ", options [{}]", opts.join(","));
@@ -643,7 +657,8 @@ impl Decoded {
                 self.dns_summary(&mut s);
             } else if let Some(u) = &self.udp {
                 let _ = write!(s, "{src}.{} > {dst}.{}: ", u.src_port, u.dst_port);
-                if let Some(c) = u.checksum.filter(|_| whole && (style.verbose > 1 || (ip.version == 6 && style.verbose > 0)))
+                if let Some(c) =
+                    u.checksum.filter(|_| whole && (style.verbose > 1 || (ip.version == 6 && style.verbose > 0)))
                 {
                     if c.stored == 0 && ip.version == 4 {
                         s.push_str("[no cksum] ");
@@ -781,7 +796,7 @@ fn tcp_options(mut b: &[u8]) -> (Vec<String>, Vec<Vec<(u32, u32)>>) {
             2 if data.len() >= 2 => (format!("mss {}", u16::from_be_bytes([data[0], data[1]])), 4),
             3 if !data.is_empty() => (format!("wscale {}", data[0]), 3),
             4 => ("sackOK".into(), 2),
-            5 if data.len() % 8 != 0 => ("sack invalid sack".into(), len),
+            5 if !data.len().is_multiple_of(8) => ("sack invalid sack".into(), len),
             5 => {
                 let blocks: Vec<(u32, u32)> = data.chunks(8).map(|c| (be32(c), be32(&c[4..]))).collect();
                 let mut t = format!("sack {} ", blocks.len());

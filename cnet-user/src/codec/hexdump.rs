@@ -77,10 +77,7 @@ mod tests {
         let data: Vec<u8> = b"E\x00\x00\x54abcdefghijklmnopq".to_vec();
         let mut s = String::new();
         hex(&data, &mut s);
-        assert_eq!(
-            s,
-            "\n\t0x0000:  4500 0054 6162 6364 6566 6768 696a 6b6c\n\t0x0010:  6d6e 6f70 71"
-        );
+        assert_eq!(s, "\n\t0x0000:  4500 0054 6162 6364 6566 6768 696a 6b6c\n\t0x0010:  6d6e 6f70 71");
         let mut s = String::new();
         hex_ascii(&data, &mut s);
         assert_eq!(

@@ -111,11 +111,7 @@ impl LineFormatter {
     ) -> String {
         let mut out = self.time(ts_ns);
         let _ = write!(out, "{} {:<3} ", text::escape(label), dir.map_or("-", Direction::as_str));
-        let style = Style {
-            verbose: self.opts.verbose,
-            link_header: self.opts.link_header,
-            orig_len: Some(orig_len),
-        };
+        let style = Style { verbose: self.opts.verbose, link_header: self.opts.link_header, orig_len: Some(orig_len) };
         let base = self.tcp_base(decoded);
         let summary = decoded.render(&style, base);
         for (i, part) in summary.split('\n').enumerate() {
@@ -175,11 +171,7 @@ impl LineFormatter {
             IpAddr::V6(v) => v.octets().to_vec(),
         };
         let rev = t.src_port > t.dst_port || (t.src_port == t.dst_port && octets(ip.src) > octets(ip.dst));
-        let key = if rev {
-            (ip.dst, ip.src, t.dst_port, t.src_port)
-        } else {
-            (ip.src, ip.dst, t.src_port, t.dst_port)
-        };
+        let key = if rev { (ip.dst, ip.src, t.dst_port, t.src_port) } else { (ip.src, ip.dst, t.src_port, t.dst_port) };
         let known = self.conversations.get(&key).copied();
         let (th_seq, th_ack, base) = match known {
             Some((s, a)) if !t.flags.contains('S') => {
@@ -319,8 +311,11 @@ mod tests {
     use etherparse::PacketBuilder;
 
     fn tcp(from_client: bool, seq: u32, ack: Option<u32>, syn: bool, payload: &[u8]) -> Vec<u8> {
-        let (a, b, sp, dp) =
-            if from_client { ([10, 0, 0, 1], [10, 0, 0, 2], 40000, 80) } else { ([10, 0, 0, 2], [10, 0, 0, 1], 80, 40000) };
+        let (a, b, sp, dp) = if from_client {
+            ([10, 0, 0, 1], [10, 0, 0, 2], 40000, 80)
+        } else {
+            ([10, 0, 0, 2], [10, 0, 0, 1], 80, 40000)
+        };
         let mut builder = PacketBuilder::ipv4(a, b, 64).tcp(sp, dp, seq, 1000);
         if syn {
             builder = builder.syn();
