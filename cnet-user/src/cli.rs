@@ -12,6 +12,7 @@ use crate::cmd::read::ReadOptions;
 use crate::model::Direction;
 use crate::model::Target;
 use crate::pipeline::attach::AttachMode;
+use crate::pipeline::sinks::print::{Dump, PrintOptions, TimeFormat};
 use crate::pipeline::sinks::rotate::Rotation;
 
 #[derive(Debug, Parser)]
@@ -71,13 +72,91 @@ pub enum Command {
 pub enum DirectionArg {
     In,
     Out,
+    /// Both directions (tcpdump's `-Q inout`).
+    Inout,
 }
 
-impl From<DirectionArg> for Direction {
-    fn from(d: DirectionArg) -> Direction {
-        match d {
-            DirectionArg::In => Direction::In,
-            DirectionArg::Out => Direction::Out,
+impl DirectionArg {
+    /// The direction to keep; `None` keeps both.
+    pub fn keep(self) -> Option<Direction> {
+        match self {
+            DirectionArg::In => Some(Direction::In),
+            DirectionArg::Out => Some(Direction::Out),
+            DirectionArg::Inout => None,
+        }
+    }
+}
+
+/// tcpdump's printing options, shared by `cnet capture` and `cnet read`.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Printing (as tcpdump)")]
+pub struct PrintArgs {
+    /// Accepted for tcpdump's sake: cnet never resolves addresses or ports
+    /// to names.
+    #[arg(short = 'n', action = clap::ArgAction::Count)]
+    pub numeric: u8,
+    /// More detail: -v adds the IP header (tos, ttl, id, offset, flags,
+    /// proto, length), TCP, ICMP and IPv6 checksums and the packet an ICMP
+    /// error quotes; -vv also UDP checksums and the sequence number of
+    /// every TCP segment.
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print the link-layer header: `02:… > 02:…, ethertype IPv4 (0x0800),
+    /// length 98: …`.
+    #[arg(short = 'e')]
+    pub link_header: bool,
+    /// Dump each packet in hex after its line, without the link-layer
+    /// header (-xx: with it).
+    #[arg(short = 'x', action = clap::ArgAction::Count)]
+    pub hex: u8,
+    /// Dump each packet in hex and ASCII (-XX: with the link-layer header).
+    #[arg(short = 'X', action = clap::ArgAction::Count)]
+    pub hex_ascii: u8,
+    /// Print each packet as ASCII text (-AA: with the link-layer header).
+    #[arg(short = 'A', action = clap::ArgAction::Count)]
+    pub ascii: u8,
+    /// Time stamps: -t none, -tt seconds since 1970, -ttt time since the
+    /// previous packet, -tttt date and time, -ttttt time since the first
+    /// packet. cnet prints UTC with nanoseconds.
+    #[arg(short = 't', action = clap::ArgAction::Count)]
+    pub time: u8,
+    /// Absolute TCP sequence numbers (default: relative to the first
+    /// segment with ACK of each conversation, like tcpdump).
+    #[arg(short = 'S', long = "absolute-tcp-sequence-numbers")]
+    pub absolute_seq: bool,
+    /// Flush each printed line at once (cnet already flushes after every
+    /// batch of packets when printing).
+    #[arg(short = 'l')]
+    pub line_buffered: bool,
+    /// Flush the -w output after every packet (cnet already flushes a pipe
+    /// after every batch, and a file every 250 ms).
+    #[arg(short = 'U', long = "packet-buffered")]
+    pub packet_buffered: bool,
+    /// With -r (or `cnet read`): print only the number of matching packets.
+    #[arg(long = "count")]
+    pub count_only: bool,
+}
+
+impl PrintArgs {
+    pub fn options(&self) -> PrintOptions {
+        let link = |n: u8| n > 1;
+        PrintOptions {
+            time: TimeFormat::from_count(self.time),
+            verbose: self.verbose,
+            link_header: self.link_header,
+            dump: if self.hex_ascii > 0 {
+                Dump::HexAscii { link: link(self.hex_ascii) }
+            } else if self.hex > 0 {
+                Dump::Hex { link: link(self.hex) }
+            } else if self.ascii > 0 {
+                Dump::Ascii { link: link(self.ascii) }
+            } else {
+                Dump::None
+            },
+            absolute_seq: self.absolute_seq,
+            line_buffered: self.line_buffered,
+            packet_buffered: self.packet_buffered,
+            also_print: false,
         }
     }
 }
@@ -93,8 +172,8 @@ pub struct ReadArgs {
     /// pid= label, the owner such as netns:blue, or a host interface name).
     #[arg(long, value_name = "NAME")]
     pub container: Option<String>,
-    /// Only packets in this direction.
-    #[arg(long, value_enum)]
+    /// Only packets in this direction (-Q as in tcpdump).
+    #[arg(short = 'Q', long, value_enum)]
     pub direction: Option<DirectionArg>,
     /// One JSON object per packet (labels, timestamps, decoded headers).
     #[arg(long)]
@@ -109,6 +188,8 @@ pub struct ReadArgs {
     /// (compiled by libpcap for each interface's link type, as tcpdump -r).
     #[arg(value_name = "EXPRESSION")]
     pub expression: Vec<String>,
+    #[command(flatten)]
+    pub print: PrintArgs,
 }
 
 impl ReadArgs {
@@ -117,9 +198,11 @@ impl ReadArgs {
             filter: filter_expression(self.filter_file.as_deref(), &self.expression)?,
             path: self.file,
             container: self.container,
-            direction: self.direction.map(Direction::from),
+            direction: self.direction.and_then(DirectionArg::keep),
             json: self.json,
             count: self.count,
+            print: self.print.options(),
+            count_only: self.print.count_only,
         })
     }
 }
@@ -303,8 +386,9 @@ pub struct CaptureArgs<R: RotationFlags = RotationArgs> {
     /// created for that user.
     #[arg(short = 'Z', long = "relinquish-privileges", value_name = "USER")]
     pub user: Option<String>,
-    /// Keep only packets in this direction (relative to the container).
-    #[arg(long, value_enum)]
+    /// Keep only packets in this direction (relative to the container; -Q
+    /// as in tcpdump).
+    #[arg(short = 'Q', long, value_enum)]
     pub direction: Option<DirectionArg>,
     /// Read packets from FILE instead of capturing (same as `cnet read
     /// FILE`; --container, --direction, -c and the filter select packets).
@@ -319,6 +403,11 @@ pub struct CaptureArgs<R: RotationFlags = RotationArgs> {
     /// the words are joined with spaces. Evaluated in the kernel.
     #[arg(value_name = "EXPRESSION")]
     pub expression: Vec<String>,
+    /// With -w: print the packets as well as writing them (tcpdump's --print).
+    #[arg(long = "print", help_heading = "Printing (as tcpdump)")]
+    pub also_print: bool,
+    #[command(flatten)]
+    pub print: PrintArgs,
     /// Command-line order of the target flags (see `Cli::parse_ordered`).
     #[arg(skip)]
     pub order: Vec<(usize, &'static str, usize)>,
@@ -356,9 +445,11 @@ impl<R: RotationFlags> CaptureArgs<R> {
             filter: filter_expression(self.filter_file.as_deref(), &self.expression)?,
             path: file,
             container: self.containers.into_iter().next(),
-            direction: self.direction.map(Direction::from),
+            direction: self.direction.and_then(DirectionArg::keep),
             json: false,
             count: self.count,
+            print: self.print.options(),
+            count_only: self.print.count_only,
         })
     }
 
@@ -431,6 +522,15 @@ impl<R: RotationFlags> CaptureArgs<R> {
             (None, false) => Some(self.expression.join(" ")),
             (None, true) => None,
         };
+        if self.print.count_only {
+            anyhow::bail!("--count counts the packets of a file: use it with -r FILE or `cnet read FILE`");
+        }
+        if self.also_print && !matches!(output, Output::File(_) | Output::Rotate(_)) {
+            anyhow::bail!(
+                "--print prints the packets while -w writes them to a file: add -w FILE (not -w -, which is standard output)"
+            );
+        }
+        let print = PrintOptions { also_print: self.also_print, ..self.print.options() };
         // An empty expression matches everything, as in tcpdump.
         let filter = filter.filter(|f| !f.trim().is_empty());
         Ok(CaptureOptions {
@@ -449,9 +549,10 @@ impl<R: RotationFlags> CaptureArgs<R> {
                 Some(u) => Some(crate::platform::privileges::User::lookup(u).map_err(|e| anyhow::anyhow!("-Z: {e}"))?),
                 None => None,
             },
-            direction: self.direction.map(Direction::from),
+            direction: self.direction.and_then(DirectionArg::keep),
             wait: self.wait,
             fifo_owner: None,
+            print,
         })
     }
 }

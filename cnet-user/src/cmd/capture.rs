@@ -21,7 +21,7 @@ use crate::pipeline::sinks::Sink;
 pub use crate::pipeline::sinks::output::Output;
 use crate::pipeline::sinks::output::{Stream, fifo_reader, open_stream, pipe_fd, reader_gone};
 use crate::pipeline::sinks::pcapng::{IF_FILTER_MAX, PcapngSink};
-use crate::pipeline::sinks::print::Printer;
+use crate::pipeline::sinks::print::{PacketBuffered, PrintOptions, Printer, Tee};
 use crate::pipeline::sinks::rotate::RotatingSink;
 use crate::platform::privileges;
 use crate::platform::safefs::OutputOwner;
@@ -53,6 +53,8 @@ pub struct CaptureOptions {
     /// output's own user's (extcap: the user whose Wireshark made the FIFO
     /// and started cnet through sudo).
     pub fifo_owner: Option<u32>,
+    /// tcpdump's printing options (`-v`, `-e`, `-x`, `-t`, …, `--print`, `-U`).
+    pub print: PrintOptions,
 }
 
 /// What a finished capture reports.
@@ -88,19 +90,37 @@ pub struct Opened<'s> {
 /// The sink `cnet capture` writes to.
 pub fn open_output<'s>(opts: &CaptureOptions, os: &str) -> Result<Opened<'s>> {
     let owner = output_owner(opts);
-    if let Some(to) = opts.output.stream() {
-        let Stream { file, live, watch } = open_stream(to, opts.file_mode, &owner)?;
-        let sink = PcapngSink::new(file, os).with_context(|| output_context(&opts.output))?;
-        return Ok(Opened { sink: Box::new(sink), live, watch });
-    }
-    let sink: Box<dyn Sink> = match &opts.output {
-        Output::Rotate(r) => Box::new(
-            RotatingSink::new_for(r.clone(), os, owner).with_context(|| format!("cannot write {}", r.pattern))?,
-        ),
-        _ => Box::new(Printer::new(io::BufWriter::new(io::stdout()))),
+    let (sink, live, watch): (Box<dyn Sink>, bool, Option<RawFd>) = match &opts.output {
+        Output::Print => {
+            let printer = Printer::with_options(io::BufWriter::new(io::stdout()), opts.print);
+            (Box::new(printer), true, pipe_fd(&io::stdout()))
+        }
+        Output::Rotate(r) => {
+            let sink =
+                RotatingSink::new_for(r.clone(), os, owner).with_context(|| format!("cannot write {}", r.pattern))?;
+            (Box::new(sink), false, None)
+        }
+        Output::File(_) | Output::Stdout => {
+            let to = opts.output.stream().context("a file or standard output")?;
+            let Stream { file, live, watch } = open_stream(to, opts.file_mode, &owner)?;
+            let sink = PcapngSink::new(file, os).with_context(|| output_context(&opts.output))?;
+            (Box::new(sink), live, watch)
+        }
     };
-    let live = matches!(opts.output, Output::Print);
-    let watch = if live { pipe_fd(&io::stdout()) } else { None };
+    let sink: Box<dyn Sink + 's> = match opts.output {
+        Output::Print => sink,
+        _ if opts.print.packet_buffered => Box::new(PacketBuffered(sink)),
+        _ => sink,
+    };
+    // `--print -w FILE`: the printed lines are live even when the file is not.
+    let (sink, live): (Box<dyn Sink + 's>, bool) = match opts.output {
+        Output::Print => (sink, live),
+        _ if opts.print.also_print => {
+            let printer = Printer::with_options(io::BufWriter::new(io::stdout()), opts.print);
+            (Box::new(Tee { file: sink, printer }), true)
+        }
+        _ => (sink, live),
+    };
     Ok(Opened { sink, live, watch })
 }
 

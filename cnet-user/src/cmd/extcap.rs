@@ -306,6 +306,7 @@ fn capture_options(call: &Call, iface: &str, fifo: PathBuf, known: Vec<ExtcapTar
         drop_to: None,
         wait: false,
         fifo_owner: sudo_user(),
+        print: Default::default(),
         filter: call.capture_filter.as_deref().map(str::trim).filter(|f| !f.is_empty()).map(String::from),
     })
 }

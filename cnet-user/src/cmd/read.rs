@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::codec::capture_file::{self, FileInterface, FilePacket};
 use crate::codec::decode::{self, Decoded, Link};
 use crate::model::Direction;
-use crate::pipeline::sinks::print::format_line;
+use crate::pipeline::sinks::print::{LineFormatter, PrintOptions};
 use crate::text;
 
 #[derive(Clone, Debug, Default)]
@@ -37,6 +37,10 @@ pub struct ReadOptions {
     pub count: Option<u64>,
     /// pcap-filter expression (tcpdump's syntax); None prints every packet.
     pub filter: Option<String>,
+    /// tcpdump's printing options (`-v`, `-e`, `-x`, `-t`, …).
+    pub print: PrintOptions,
+    /// `--count`: print only the number of matching packets.
+    pub count_only: bool,
 }
 
 /// A filter expression compiled once per link type of a file's interfaces
@@ -311,6 +315,7 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
     let mut filter_error: Option<anyhow::Error> = None;
     let mut selection = Selection::new(opts);
     let mut unknown_links: Vec<u32> = Vec::new();
+    let mut formatter = LineFormatter::new(opts.print);
     let result = capture_file::for_each_packet(&opts.path, |file, pkt| {
         match selection.select(file, &pkt) {
             Ok(true) => {}
@@ -330,7 +335,9 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
             Link::Ethernet
         });
         let decoded = decode::decode(link, &pkt.data);
-        let r = if opts.json {
+        let r = if opts.count_only {
+            Ok(())
+        } else if opts.json {
             let empty = FileInterface::default();
             let i = iface.unwrap_or(&empty);
             let j = JsonPacket {
@@ -351,7 +358,8 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
             text::write_json(&mut out, &j).map_err(io::Error::from).and_then(|()| out.write_all(b"\n"))
         } else {
             let label = short_label(iface, pkt.interface);
-            writeln!(out, "{}", format_line(pkt.ts_ns, &label, dir, &decoded))
+            let text = formatter.format(pkt.ts_ns, &label, dir, &decoded, &pkt.data, pkt.orig_len as usize);
+            writeln!(out, "{text}")
         };
         if let Err(e) = r {
             write_error = Some(e);
@@ -360,6 +368,11 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
         printed += 1;
         printed < limit
     });
+    if opts.count_only && write_error.is_none() {
+        // tcpdump --count's line.
+        let r = writeln!(out, "{printed} packet{}", if printed == 1 { "" } else { "s" });
+        write_error = r.err();
+    }
     let flushed = out.flush();
     for lt in unknown_links {
         log::warn!("link type {lt} is not decoded by cnet; its packets were decoded as Ethernet");
@@ -388,6 +401,7 @@ pub fn run(opts: &ReadOptions) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::sinks::print::format_line;
 
     fn cnet_iface() -> FileInterface {
         FileInterface {

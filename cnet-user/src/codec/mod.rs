@@ -5,4 +5,5 @@
 pub mod capture_file;
 pub mod decode;
 pub mod dns;
+pub mod hexdump;
 pub mod link;
