@@ -111,7 +111,7 @@ fn every_terminating_signal_ends_the_capture_cleanly() {
         if !res.status.success() {
             failures.push(format!("{name}: {}", res.status));
         }
-        if !res.summary("captured").is_some_and(|n| n >= 4) {
+        if res.summary("captured").is_none_or(|n| n < 4) {
             failures.push(format!("{name}: no summary"));
         }
         if !hooked_programs(&veth).unwrap().is_empty() || clsact_qdisc(&veth) {

@@ -45,7 +45,11 @@ fn a_removed_netns_ends_the_capture_with_a_word_and_the_summary() {
     cnet_tests::run(&["ip", "netns", "del", &host.netns]).unwrap();
     let res = ends_by_itself(cnet);
     assert!(res.status.success(), "{} {}", res.status, res.stderr);
-    assert!(res.stderr.contains(&format!("cnet: {} (netns:{} eth0) went away", host.host_veth, host.netns)), "{}", res.stderr);
+    assert!(
+        res.stderr.contains(&format!("cnet: {} (netns:{} eth0) went away", host.host_veth, host.netns)),
+        "{}",
+        res.stderr
+    );
     assert!(res.summary("captured").is_some_and(|n| n >= 6), "{}", res.stderr);
     assert_eq!(echo_requests(&file), 3, "{}", res.stderr);
     // The veth went with the namespace; the rest of the lab is still there
