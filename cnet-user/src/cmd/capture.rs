@@ -1,5 +1,6 @@
 //! `cnet capture`: resolve targets → attach hooks → collect records → sinks.
 
+use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::RawFd;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use crate::pipeline::sinks::output::{Stream, fifo_reader, open_stream, pipe_fd, 
 use crate::pipeline::sinks::pcapng::{IF_FILTER_MAX, PcapngSink};
 use crate::pipeline::sinks::print::{PacketBuffered, PrintOptions, Printer, Tee};
 use crate::pipeline::sinks::rotate::RotatingSink;
+use crate::platform::netlink::{LinkEvents, LinkNews, link_exists};
 use crate::platform::privileges;
 use crate::platform::safefs::OutputOwner;
 use cnet_filter::Filter;
@@ -141,9 +143,9 @@ pub async fn run_with_sink<'s>(
     opts: CaptureOptions,
     open: impl FnOnce(&CaptureOptions, &str) -> Result<Opened<'s>>,
 ) -> Result<Summary> {
-    // First thing: from here on a SIGINT/SIGTERM/SIGHUP ends the capture
-    // cleanly (hooks detached, file finished) instead of killing cnet
-    // halfway through attaching.
+    // First thing: from here on a SIGINT, SIGTERM or any other terminating
+    // signal ends the capture cleanly (hooks detached, file finished)
+    // instead of killing cnet halfway through attaching.
     let mut stop = StopSignals::install()?;
     let Some(prepared) = prepare(&opts, &mut stop).await? else { return Ok(Summary::default()) };
     // A fifo opens only once a reader is there, and a blocked open() does
@@ -151,7 +153,7 @@ pub async fn run_with_sink<'s>(
     let held = match &opts.output {
         Output::File(path) => match stop.unless(fifo_reader(path)).await {
             Ok(held) => held,
-            Err(sig) => return Ok(stopped_before_start(sig)),
+            Err(sig) => return Ok(stopped_before_start(&sig)),
         },
         _ => None,
     };
@@ -193,7 +195,7 @@ async fn prepare(opts: &CaptureOptions, stop: &mut StopSignals) -> Result<Option
         Some(expr) => match stop.unless(compile_off_thread(expr.clone(), snaplen)).await {
             Ok(compiled) => Some(compiled?),
             Err(sig) => {
-                stopped_before_start(sig);
+                stopped_before_start(&sig);
                 return Ok(None);
             }
         },
@@ -223,7 +225,7 @@ async fn prepare(opts: &CaptureOptions, stop: &mut StopSignals) -> Result<Option
         let (w, found) = match stop.unless(Watcher::start(selection, opts.wait)).await {
             Ok(started) => started?,
             Err(sig) => {
-                stopped_before_start(sig);
+                stopped_before_start(&sig);
                 return Ok(None);
             }
         };
@@ -251,6 +253,10 @@ struct Session<'s> {
     status_line: bool,
     logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
     changes: Option<tokio::sync::mpsc::Receiver<EndpointEvent>>,
+    /// Link notifications, which tell that a hooked interface went away
+    /// (deleted, or destroyed with its namespace). None when they cannot be
+    /// had: the flush tick then looks for the interfaces itself.
+    links: Option<AsyncFd<LinkEvents>>,
     snaplen: u32,
     quiet: bool,
     start_ns: u64,
@@ -279,6 +285,15 @@ impl<'s> Session<'s> {
         let ring = hooks.take_ring()?;
         let logger = if opts.ebpf_log { Some(register(hooks.take_logger()?)?) } else { None };
         let mut collector = Collector::new(Clock::new(), opts.count, opts.direction);
+        // Subscribed before anything is hooked, so no deletion between
+        // hooking and listening goes unheard.
+        let links = match LinkEvents::open().and_then(register) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::warn!("cannot follow interface removals ({e}); looking for them every {FLUSH_INTERVAL:?} instead");
+                None
+            }
+        };
         for ep in endpoints {
             hooks.attach(&ep)?;
             sink.add_interface(collector.add(ep, snaplen, opts.filter.as_deref()))?;
@@ -322,6 +337,7 @@ impl<'s> Session<'s> {
             status_line,
             logger,
             changes,
+            links,
             snaplen,
             quiet: opts.quiet,
             start_ns: Clock::now_wall_ns(),
@@ -346,7 +362,13 @@ impl<'s> Session<'s> {
         let result = loop {
             // Each arm says whether the capture goes on.
             let step: io::Result<bool> = tokio::select! {
-                _ = stop.recv() => Ok(false),
+                asked = stop.recv() => match asked {
+                    Asked::Stop(_) => Ok(false),
+                    Asked::Status => {
+                        self.print_counters();
+                        Ok(true)
+                    }
+                },
                 _ = &mut deadline => Ok(false),
                 r = ring.readable_mut() => match r {
                     Ok(mut guard) => self.drain_ready(guard.get_inner_mut()).map(|(d, caught_up)| {
@@ -372,6 +394,9 @@ impl<'s> Session<'s> {
                 }
                 Some(change) = async { match self.changes.as_mut() { Some(rx) => rx.recv().await, None => None } } => {
                     self.apply(change).map(|()| true)
+                }
+                Some(news) = async { match self.links.as_mut() { Some(l) => Some(read_links(l).await), None => None } } => {
+                    Ok(self.on_links(news))
                 }
             };
             match step {
@@ -417,7 +442,52 @@ impl<'s> Session<'s> {
         if self.watch.is_some_and(reader_gone) {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
+        if self.links.is_none() {
+            let gone: Vec<u32> = self.hooks.hooked().into_iter().filter(|i| !link_exists(*i)).collect();
+            return Ok(self.vanished(&gone));
+        }
         Ok(true)
+    }
+
+    /// Link notifications arrived. Returns whether the capture goes on.
+    fn on_links(&mut self, news: io::Result<LinkNews>) -> bool {
+        let gone: Vec<u32> = match news {
+            Ok(news) if news.lost => self.hooks.hooked().into_iter().filter(|i| !link_exists(*i)).collect(),
+            Ok(news) => news.removed,
+            Err(e) => {
+                log::warn!("cannot read interface removals ({e}); looking for them every {FLUSH_INTERVAL:?} instead");
+                self.links = None;
+                self.hooks.hooked().into_iter().filter(|i| !link_exists(*i)).collect()
+            }
+        };
+        self.vanished(&gone)
+    }
+
+    /// Unhooks the interfaces among `gone` that are hooked, saying so, and
+    /// tells whether the capture goes on: not once the last one is gone and
+    /// none can come back (no containers followed). Their pcapng ids stay,
+    /// as in [`Session::apply`].
+    fn vanished(&mut self, gone: &[u32]) -> bool {
+        let mut any = false;
+        for &ifindex in gone {
+            if !self.hooks.is_hooked(ifindex) {
+                continue;
+            }
+            any = true;
+            let name = match self.collector.ifaces().iter().rev().find(|i| i.endpoint.ifindex == ifindex) {
+                Some(iface) => describe(&iface.endpoint),
+                None => format!("interface {ifindex}"),
+            };
+            eprintln!("cnet: {name} went away");
+            if let Err(e) = self.hooks.detach(ifindex) {
+                log::warn!("cannot detach from {name}: {e}");
+            }
+        }
+        if any && self.hooks.hooked().is_empty() && self.changes.is_none() {
+            eprintln!("cnet: no interface left to capture on");
+            return false;
+        }
+        true
     }
 
     fn print_status(&self) {
@@ -455,20 +525,9 @@ impl<'s> Session<'s> {
         Ok(())
     }
 
-    /// Stops the hooks, takes what is still in the ring (so the counters
-    /// read afterwards match what was delivered), and finishes the output
-    /// with the statistics.
-    fn finish(mut self, ring: &mut Ring, mut write_error: Option<io::Error>, output: &Output) -> Result<Summary> {
-        let detach_result = self.hooks.detach_all();
-        if write_error.is_none()
-            && let Err(e) = self.collector.drain_all(ring, &mut *self.sink)
-        {
-            write_error = Some(e);
-        }
-        let counters = self.hooks.counters().unwrap_or_default();
-        drop(self.hooks);
-        detach_result?;
-
+    /// The summary so far and each interface's statistics, from the hooks'
+    /// counters and what the collector delivered.
+    fn tally(&self, counters: &HashMap<(u32, Hook), Counters>) -> (Summary, Vec<IfaceStats>) {
         let end_ns = Clock::now_wall_ns();
         let mut summary = Summary { captured: self.collector.captured(), ..Default::default() };
         let mut stats = Vec::with_capacity(self.collector.ifaces().len());
@@ -485,6 +544,36 @@ impl<'s> Session<'s> {
             summary.interfaces.push((describe(&iface.endpoint), s.clone()));
             stats.push(s);
         }
+        (summary, stats)
+    }
+
+    /// SIGUSR1: the counters so far, as the summary prints them at the end;
+    /// the capture goes on.
+    fn print_counters(&self) {
+        if self.status_line {
+            eprint!("\r\x1b[K");
+        }
+        match self.hooks.counters() {
+            Ok(counters) => print_summary(&self.tally(&counters).0),
+            Err(e) => log::warn!("cannot read the counters: {e}"),
+        }
+    }
+
+    /// Stops the hooks, takes what is still in the ring (so the counters
+    /// read afterwards match what was delivered), and finishes the output
+    /// with the statistics.
+    fn finish(mut self, ring: &mut Ring, mut write_error: Option<io::Error>, output: &Output) -> Result<Summary> {
+        let detach_result = self.hooks.detach_all();
+        if write_error.is_none()
+            && let Err(e) = self.collector.drain_all(ring, &mut *self.sink)
+        {
+            write_error = Some(e);
+        }
+        let counters = self.hooks.counters().unwrap_or_default();
+        let (summary, stats) = self.tally(&counters);
+        drop(self.hooks);
+        detach_result?;
+
         match write_error {
             None => {
                 if let Err(e) = self.sink.finish(&stats)
@@ -514,36 +603,87 @@ impl<'s> Session<'s> {
     }
 }
 
-/// SIGINT, SIGTERM and SIGHUP: each ends the capture cleanly.
+/// Every catchable signal whose default action ends the process: each ends
+/// the capture cleanly (hooks detached, summary printed, file finished)
+/// instead of killing cnet with clsact filters left on the interfaces and a
+/// file cut short. SIGPIPE is among them: a broken pipe on write already
+/// ends the capture, and a SIGPIPE sent with kill(1) does too. Left out are
+/// the signals that report a fault in cnet itself (SIGSEGV, SIGBUS, SIGILL,
+/// SIGFPE, SIGABRT, SIGTRAP, SIGSYS): catching them would hide a crash.
+const STOPPING: [(libc::c_int, &str); 14] = [
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGHUP, "SIGHUP"),
+    (libc::SIGPIPE, "SIGPIPE"),
+    (libc::SIGQUIT, "SIGQUIT"),
+    (libc::SIGALRM, "SIGALRM"),
+    (libc::SIGUSR2, "SIGUSR2"),
+    (libc::SIGVTALRM, "SIGVTALRM"),
+    (libc::SIGPROF, "SIGPROF"),
+    (libc::SIGXCPU, "SIGXCPU"),
+    (libc::SIGXFSZ, "SIGXFSZ"),
+    (libc::SIGPWR, "SIGPWR"),
+    (libc::SIGSTKFLT, "SIGSTKFLT"),
+    (libc::SIGIO, "SIGIO"),
+];
+
+/// What a signal asks of a capture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Asked {
+    /// End the capture; the signal's name.
+    Stop(String),
+    /// SIGUSR1: print the counters so far and go on, as tcpdump does.
+    Status,
+}
+
+/// The signals a capture answers: [`STOPPING`], the real-time signals (whose
+/// default action ends the process too) and SIGUSR1.
 struct StopSignals {
-    int: Signal,
-    term: Signal,
-    hup: Signal,
+    stop: Vec<(String, Signal)>,
+    usr1: Signal,
 }
 
 impl StopSignals {
     fn install() -> io::Result<StopSignals> {
-        Ok(StopSignals {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    /// The name of the next of these signals to arrive.
-    async fn recv(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.int.recv() => "SIGINT",
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.hup.recv() => "SIGHUP",
+        let mut stop = Vec::with_capacity(STOPPING.len() + 32);
+        for (num, name) in STOPPING {
+            stop.push((name.to_string(), signal(SignalKind::from_raw(num))?));
         }
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        for num in min..=max {
+            stop.push((format!("SIGRTMIN+{}", num - min), signal(SignalKind::from_raw(num))?));
+        }
+        Ok(StopSignals { stop, usr1: signal(SignalKind::user_defined1())? })
     }
 
-    /// Runs `work` unless one of the signals comes first: then its name.
-    async fn unless<T>(&mut self, work: impl std::future::Future<Output = T>) -> std::result::Result<T, &'static str> {
-        tokio::select! {
-            r = work => Ok(r),
-            sig = self.recv() => Err(sig),
+    /// What the next of these signals to arrive asks.
+    async fn recv(&mut self) -> Asked {
+        std::future::poll_fn(|cx| {
+            if self.usr1.poll_recv(cx).is_ready() {
+                return std::task::Poll::Ready(Asked::Status);
+            }
+            for (name, sig) in &mut self.stop {
+                if sig.poll_recv(cx).is_ready() {
+                    return std::task::Poll::Ready(Asked::Stop(name.clone()));
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    /// Runs `work` unless a stopping signal comes first: then its name.
+    /// SIGUSR1 meanwhile says that nothing is captured yet.
+    async fn unless<T>(&mut self, work: impl std::future::Future<Output = T>) -> std::result::Result<T, String> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                r = &mut work => return Ok(r),
+                asked = self.recv() => match asked {
+                    Asked::Stop(sig) => return Err(sig),
+                    Asked::Status => eprintln!("cnet: the capture has not started yet: 0 packets captured"),
+                },
+            }
         }
     }
 }
@@ -567,6 +707,16 @@ async fn compile_off_thread(expr: String, snaplen: u32) -> Result<Filter> {
         })
         .context("cannot start a thread to compile the filter")?;
     Ok(rx.await.context("compiling the filter failed")??)
+}
+
+/// Waits for link notifications and reads them all.
+async fn read_links(links: &mut AsyncFd<LinkEvents>) -> io::Result<LinkNews> {
+    let mut guard = links.readable_mut().await?;
+    let news = guard.get_inner_mut().read();
+    // read() stops only when the socket would block (or on an error, after
+    // which the socket is no longer read).
+    guard.clear_ready();
+    news
 }
 
 /// Registers a BPF ring buffer (or aya-log's) with the runtime for reading.

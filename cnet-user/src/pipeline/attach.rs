@@ -4,7 +4,8 @@
 //! descriptors, so the kernel detaches them when cnet dies, even by SIGKILL.
 //! The clsact + cls_bpf fallback leaves filters behind when cnet is killed;
 //! cnet marks its filters with its PID as the filter handle and removes
-//! filters of dead cnet processes the next time it attaches to an interface.
+//! filters of dead cnet processes the next time it attaches to an interface,
+//! in either mode.
 
 use std::collections::HashMap;
 use std::io;
@@ -19,7 +20,7 @@ use cnet_common::{Config, Counters, Hook, IFINDEX_TABLE, MAX_SLOTS, MAX_SNAPLEN,
 
 use crate::model::Endpoint;
 use crate::pipeline::collect::Ring;
-use crate::platform::netlink::{CLSACT_EGRESS, CLSACT_INGRESS, Netlink};
+use crate::platform::netlink::{CLSACT_EGRESS, CLSACT_INGRESS, Netlink, link_exists};
 use cnet_filter::{self as filter, Filter};
 
 /// The eBPF object built from `cnet-ebpf` by the build script.
@@ -254,7 +255,9 @@ impl Hooks {
             mode,
             reason,
         };
-        if !self.tcx {
+        if self.tcx {
+            remove_clsact_leftovers(ep);
+        } else {
             let mut nl = Netlink::open().map_err(|e| fail(Hook::Ingress, e.to_string()))?;
             let removed = remove_stale_filters(&mut nl, ep)
                 .map_err(|e| fail(Hook::Ingress, format!("removing stale filters: {e}")))?;
@@ -314,7 +317,10 @@ impl Hooks {
         // The last cnet to leave an interface removes the clsact qdisc that
         // a cnet added, whichever cnet that was.
         let marker = ClsactMarker::of(ifindex);
-        if !self.tcx
+        if !self.tcx && marker.exists() && !link_exists(ifindex) {
+            // The interface went away with its qdisc.
+            marker.remove();
+        } else if !self.tcx
             && marker.exists()
             && let Ok(mut nl) = Netlink::open()
             && clsact_is_empty(&mut nl, ifindex)
@@ -324,6 +330,16 @@ impl Hooks {
         }
         // The slot stays: the final statistics are read after detaching.
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// Whether `ifindex` is hooked now.
+    pub fn is_hooked(&self, ifindex: u32) -> bool {
+        self.hooked.contains_key(&ifindex)
+    }
+
+    /// The interfaces hooked now, by ifindex.
+    pub fn hooked(&self) -> Vec<u32> {
+        self.hooked.keys().copied().collect()
     }
 
     /// Counters of every interface hooked so far, summed over CPUs.
@@ -434,6 +450,27 @@ fn remove_stale_filters(nl: &mut Netlink, ep: &Endpoint) -> io::Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// On a TCX run: removes the cls_bpf filters of killed cnet processes that
+/// ran in clsact mode, and the clsact qdisc they leave empty, so switching
+/// modes does not leave them on the interface for good. Failing to look is
+/// only a warning: the TCX hooks do not depend on it.
+fn remove_clsact_leftovers(ep: &Endpoint) {
+    let result = Netlink::open().and_then(|mut nl| {
+        let removed = remove_stale_filters(&mut nl, ep)?;
+        // As on the clsact path, an empty clsact qdisc on which stale cnet
+        // filters were found was most likely added by that cnet.
+        if removed > 0 && nl.has_clsact(ep.ifindex)? && clsact_is_empty(&mut nl, ep.ifindex) {
+            nl.delete_clsact(ep.ifindex)?;
+            ClsactMarker::of(ep.ifindex).remove();
+            log::warn!("removed the clsact qdisc that a killed cnet left on {}", ep.ifname);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        log::warn!("cannot look for filters that a killed cnet left on {}: {e}", ep.ifname);
+    }
 }
 
 /// A classifier of the object by name. The names come from cnet-common, and

@@ -1,6 +1,7 @@
 //! A small synchronous rtnetlink client: the link and address dumps that
-//! target resolution needs, and the tc filter dump/delete that the clsact
-//! path needs to clean up after a killed cnet.
+//! target resolution needs, the tc filter dump/delete that the clsact
+//! path needs to clean up after a killed cnet, and the link notifications
+//! that tell a capture its interfaces went away.
 //!
 //! A socket belongs to the network namespace of the thread that opened it,
 //! which is how [`crate::platform::netns::run_in`] reads another namespace's links.
@@ -215,6 +216,87 @@ impl Netlink {
             _ => false,
         }))
     }
+}
+
+/// A socket subscribed to the link notifications (RTNLGRP_LINK) of the
+/// calling thread's network namespace, read without blocking. The kernel
+/// sends RTM_DELLINK when an interface is deleted, moved to another
+/// namespace, or destroyed with its namespace.
+pub struct LinkEvents {
+    socket: Socket,
+}
+
+/// What [`LinkEvents::read`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LinkNews {
+    /// Interfaces deleted (or moved out of the namespace), by ifindex.
+    pub removed: Vec<u32>,
+    /// Notifications were lost (the socket's buffer overflowed): the caller
+    /// must look at its interfaces itself.
+    pub lost: bool,
+}
+
+impl LinkEvents {
+    pub fn open() -> io::Result<LinkEvents> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.add_membership(libc::RTNLGRP_LINK)?;
+        socket.set_non_blocking(true)?;
+        Ok(LinkEvents { socket })
+    }
+
+    /// Reads every notification pending, until the socket would block.
+    pub fn read(&mut self) -> io::Result<LinkNews> {
+        let mut news = LinkNews::default();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match self.socket.recv(&mut &mut buf[..], 0) {
+                Ok(n) => n.min(buf.len()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(news),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    news.lost = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut offset = 0;
+            while offset < n {
+                let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[offset..n]) else {
+                    // A message this crate cannot parse may still have been
+                    // a deletion: have the caller look for itself.
+                    news.lost = true;
+                    break;
+                };
+                let len = msg.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                offset += len;
+                if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) = msg.payload {
+                    news.removed.push(l.header.index);
+                }
+            }
+        }
+    }
+}
+
+impl std::os::fd::AsRawFd for LinkEvents {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+/// Whether an interface with this index exists in the calling thread's
+/// network namespace. Only the kernel's "no such device" counts as gone: a
+/// lookup that failed for another reason (out of descriptors) proves nothing.
+pub fn link_exists(ifindex: u32) -> bool {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname writes at most.
+    if !unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null() {
+        return true;
+    }
+    !matches!(io::Error::last_os_error().raw_os_error(), Some(libc::ENXIO | libc::ENODEV))
 }
 
 fn link_from(l: LinkMessage) -> Link {
