@@ -15,6 +15,7 @@ use crate::platform::netns;
 
 use crate::model::{Endpoint, Target};
 
+pub mod any;
 pub mod containers;
 pub mod select;
 pub mod watch;
@@ -27,6 +28,10 @@ pub enum ResolveError {
         "no network namespace named {name:?}: {path} does not exist (list them with `ip netns list`, or pass a path such as /proc/PID/ns/net)"
     )]
     NoSuchNetns { name: String, path: String },
+    #[error(
+        "-i any found no veth whose other end is in another network namespace: nothing to capture (`tcpdump -i any` captures the host's own interfaces)"
+    )]
+    NoAny,
     #[error("no process with PID {0} (is it still running?)")]
     NoSuchPid(u32),
     #[error("{what} is cnet's own network namespace (host network); capture its interfaces with -i IFACE instead")]
@@ -67,6 +72,10 @@ impl HostLinks {
 
     pub fn by_name(&self, name: &str) -> Option<&Link> {
         self.links.iter().find(|l| l.name == name)
+    }
+
+    pub fn links(&self) -> &[Link] {
+        &self.links
     }
 
     pub fn by_index(&self, index: u32) -> Option<&Link> {
