@@ -54,6 +54,11 @@ pub async fn rows() -> Result<Vec<ContainerRow>> {
         };
         match rt.list().await {
             Ok(list) => containers.extend(list),
+            // A runtime that answers with more than any runtime sends is
+            // not "unreachable": that is an error of its own (hostile_runtime.rs).
+            Err(e @ RuntimeError::TooLarge { .. }) => {
+                return Err(anyhow::Error::new(e).context(format!("listing {kind} containers")));
+            }
             Err(e) => log::warn!("{}", unreachable_warning(kind, &e)),
         }
     }

@@ -38,9 +38,8 @@ pub enum ResolveError {
     HostNetns { what: String },
     #[error("{what} has no veth whose other end is in cnet's network namespace, so there is nothing to hook{detail}")]
     NoVeth { what: String, detail: String },
-    #[error(
-        "permission denied while {0}: cnet needs root (CAP_SYS_ADMIN to enter namespaces, CAP_NET_ADMIN and CAP_BPF to attach)"
-    )]
+    /// The context, then what is missing (see `privileges::namespace_needs`).
+    #[error("permission denied while {0}")]
     Permission(String),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
@@ -50,7 +49,20 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ResolveE
     let context = context.into();
     move |source| {
         if source.kind() == std::io::ErrorKind::PermissionDenied {
-            ResolveError::Permission(context)
+            ResolveError::Permission(format!("{context}: run cnet as root"))
+        } else {
+            ResolveError::Io { context, source }
+        }
+    }
+}
+
+/// Like [`io_err`] for opening or entering the namespace at `path`: a
+/// refusal names the capabilities cnet lacks for it.
+fn ns_err(context: impl Into<String>, path: &Path) -> impl FnOnce(std::io::Error) -> ResolveError {
+    let (context, path) = (context.into(), path.to_owned());
+    move |source| {
+        if source.kind() == std::io::ErrorKind::PermissionDenied {
+            ResolveError::Permission(format!("{context}: {}", crate::platform::privileges::namespace_needs(&path)))
         } else {
             ResolveError::Io { context, source }
         }
@@ -138,7 +150,7 @@ pub fn resolve_netns(
     host: &HostLinks,
 ) -> Result<Vec<Endpoint>, ResolveError> {
     let what = owner.to_string();
-    let inode = netns::inode(path).map_err(io_err(format!("reading {}", path.display())))?;
+    let inode = netns::inode(path).map_err(ns_err(format!("reading {}", path.display()), path))?;
     let own = netns::own_inode().map_err(io_err("reading /proc/self/ns/net"))?;
     if inode == own {
         return Err(ResolveError::HostNetns { what });
@@ -148,7 +160,7 @@ pub fn resolve_netns(
         Ok((nl.links()?, nl.addresses()?))
     })
     .and_then(|r| r)
-    .map_err(io_err(format!("reading the interfaces of {owner}")))?;
+    .map_err(ns_err(format!("reading the interfaces of {owner}"), path))?;
 
     let mut out = Vec::new();
     let mut skipped = Vec::new();
