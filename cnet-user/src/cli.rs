@@ -40,12 +40,32 @@ impl Cli {
 /// options cnet lacks belong here: one cnet has (or gains) is parsed by
 /// clap before this table is consulted, so an entry can never shadow it.
 pub const TCPDUMP_HABITS: &[(&str, &str, &str)] = &[
-    ("-p", "no promiscuous mode", "cnet never sets promiscuous mode: its tc hooks see only the interface's own traffic; drop -p"),
-    ("--no-promiscuous-mode", "no promiscuous mode", "cnet never sets promiscuous mode: its tc hooks see only the interface's own traffic; drop it"),
-    ("-I", "monitor mode (Wi-Fi)", "cnet captures veths and other Ethernet-like interfaces, which have no monitor mode; drop -I"),
-    ("--monitor-mode", "monitor mode (Wi-Fi)", "cnet captures veths and other Ethernet-like interfaces, which have no monitor mode; drop it"),
+    (
+        "-p",
+        "no promiscuous mode",
+        "cnet never sets promiscuous mode: its tc hooks see only the interface's own traffic; drop -p",
+    ),
+    (
+        "--no-promiscuous-mode",
+        "no promiscuous mode",
+        "cnet never sets promiscuous mode: its tc hooks see only the interface's own traffic; drop it",
+    ),
+    (
+        "-I",
+        "monitor mode (Wi-Fi)",
+        "cnet captures veths and other Ethernet-like interfaces, which have no monitor mode; drop -I",
+    ),
+    (
+        "--monitor-mode",
+        "monitor mode (Wi-Fi)",
+        "cnet captures veths and other Ethernet-like interfaces, which have no monitor mode; drop it",
+    ),
     ("-j", "time stamp type", "cnet stamps every packet with the kernel's clock in nanoseconds; drop -j"),
-    ("--time-stamp-type", "time stamp type", "cnet stamps every packet with the kernel's clock in nanoseconds; drop it"),
+    (
+        "--time-stamp-type",
+        "time stamp type",
+        "cnet stamps every packet with the kernel's clock in nanoseconds; drop it",
+    ),
     ("-J", "list of time stamp types", "cnet has one: the kernel's clock, in nanoseconds"),
     ("--list-time-stamp-types", "list of time stamp types", "cnet has one: the kernel's clock, in nanoseconds"),
     ("--time-stamp-precision", "time stamp precision", "cnet always writes nanoseconds (if_tsresol 9); drop it"),
@@ -59,8 +79,16 @@ pub const TCPDUMP_HABITS: &[(&str, &str, &str)] = &[
     ("--linktype", "link type", "cnet writes each interface's own link type (Ethernet for veths); drop it"),
     ("-L", "list of link types", "cnet writes each interface's own link type (Ethernet for veths)"),
     ("--list-data-link-types", "list of link types", "cnet writes each interface's own link type (Ethernet for veths)"),
-    ("-z", "post-rotate command", "run the command on the finished files yourself (-C/-G start a new file; the previous one is complete then)"),
-    ("-M", "TCP-MD5 secret", "open the capture in Wireshark, which validates TCP-MD5 (tcp.check_checksum and TCP preferences)"),
+    (
+        "-z",
+        "post-rotate command",
+        "run the command on the finished files yourself (-C/-G start a new file; the previous one is complete then)",
+    ),
+    (
+        "-M",
+        "TCP-MD5 secret",
+        "open the capture in Wireshark, which validates TCP-MD5 (tcp.check_checksum and TCP preferences)",
+    ),
     ("-E", "ESP decryption secret", "write a file with -w and decrypt it in Wireshark (Preferences › Protocols › ESP)"),
     ("-T", "packet type interpretation", "write a file with -w and use Wireshark's Decode As"),
     ("-d", "dump of the compiled filter", "`tcpdump -d EXPRESSION` shows it: cnet compiles with the same libpcap"),
@@ -71,7 +99,11 @@ pub const TCPDUMP_HABITS: &[(&str, &str, &str)] = &[
     ("-u", "undecoded NFS handles", "write a file with -w and read it with Wireshark or tcpdump -r"),
     ("-m", "SMI MIB module", "write a file with -w and read it with Wireshark or tcpdump -r"),
     ("-V", "list of files to read", "read each file with `cnet read FILE`"),
-    ("--immediate-mode", "immediate mode", "cnet is always immediate on pipes, fifos and the terminal (files are flushed every 250 ms); drop it"),
+    (
+        "--immediate-mode",
+        "immediate mode",
+        "cnet is always immediate on pipes, fifos and the terminal (files are flushed every 250 ms); drop it",
+    ),
     ("--number", "packet numbers", "write a file with -w and read it with Wireshark or tcpdump -r"),
     ("-#", "packet numbers", "write a file with -w and read it with Wireshark or tcpdump -r"),
 ];

@@ -18,10 +18,19 @@ fn code(r: &cnet_tests::CnetResult) -> Option<i32> {
 #[test]
 fn tcpdump_letters_cnet_lacks_say_what_to_use_instead() {
     for (args, start) in [
-        (vec!["capture", "-p", "-i", "lo"], "cnet: error: -p is tcpdump's no promiscuous mode; cnet does not support it: "),
-        (vec!["capture", "-i", "lo", "-K"], "cnet: error: -K is tcpdump's no checksum verification; cnet does not support it: "),
+        (
+            vec!["capture", "-p", "-i", "lo"],
+            "cnet: error: -p is tcpdump's no promiscuous mode; cnet does not support it: ",
+        ),
+        (
+            vec!["capture", "-i", "lo", "-K"],
+            "cnet: error: -K is tcpdump's no checksum verification; cnet does not support it: ",
+        ),
         (vec!["capture", "-y", "EN10MB"], "cnet: error: -y is tcpdump's link type; cnet does not support it: "),
-        (vec!["capture", "--immediate-mode"], "cnet: error: --immediate-mode is tcpdump's immediate mode; cnet does not support it: "),
+        (
+            vec!["capture", "--immediate-mode"],
+            "cnet: error: --immediate-mode is tcpdump's immediate mode; cnet does not support it: ",
+        ),
     ] {
         let r = cnet_output(&args).unwrap();
         assert_eq!(code(&r), Some(2), "{args:?}: {}", r.stderr);
@@ -73,7 +82,11 @@ fn list_interfaces_numbers_veths_with_their_owners() {
         assert!(n.parse::<u32>().is_ok(), "{line}");
         assert_eq!(rest, format!("{} [Up, Running] (netns:{} eth0)", h.host_veth, h.netns), "{line}");
     }
-    assert!(r.stdout.lines().any(|l| l.ends_with(".any (every interface above, labeled with its owner)")), "{}", r.stdout);
+    assert!(
+        r.stdout.lines().any(|l| l.ends_with(".any (every interface above, labeled with its owner)")),
+        "{}",
+        r.stdout
+    );
     assert!(r.stdout.lines().any(|l| l.contains(".lo [") && l.ends_with("(host)")), "{}", r.stdout);
 }
 
@@ -127,12 +140,8 @@ impl FakeDocker {
     fn start() -> FakeDocker {
         let dir = TempDir::new("ccl-docker").unwrap();
         let sock = dir.path().join("docker.sock");
-        let server = Command::new("/usr/bin/python3")
-            .args(["-c", FAKE_DOCKER])
-            .arg(&sock)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+        let server =
+            Command::new("/usr/bin/python3").args(["-c", FAKE_DOCKER]).arg(&sock).stdin(Stdio::null()).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !sock.exists() {
             assert!(Instant::now() < deadline, "the fake Docker did not listen");
@@ -164,10 +173,7 @@ fn a_glob_that_matches_nothing_is_an_error_with_the_closest_names() {
     let out = fake.cnet(&["capture", "--container", "cclwbe-*"]).stdin(Stdio::null()).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("no container matches \"cclwbe-*\"") && err.contains("closest: docker:cclweb-1"),
-        "{err}"
-    );
+    assert!(err.contains("no container matches \"cclwbe-*\"") && err.contains("closest: docker:cclweb-1"), "{err}");
     assert!(err.contains("--wait"), "{err}");
 }
 
@@ -273,7 +279,11 @@ impl CappedCnet {
             cmd.env(k, v);
         }
         let out = cmd.output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 }
 
@@ -302,7 +312,10 @@ fn without_root_each_target_names_what_it_lacks() {
     let (code, _, err) = capped.run(&["capture", "--container", "web"], &env);
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains(&format!("permission denied on {}: it belongs to root:root, mode 660 and only root can open it", sock.display())),
+        err.contains(&format!(
+            "permission denied on {}: it belongs to root:root, mode 660 and only root can open it",
+            sock.display()
+        )),
         "{err}"
     );
 

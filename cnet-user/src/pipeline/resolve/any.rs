@@ -76,9 +76,7 @@ fn owners_blocking(containers: Vec<runtime::Container>) -> Result<Vec<Owned>, Re
     let host = HostLinks::read()?;
     let mut out: Vec<Owned> = Vec::new();
     let taken = |eps: Vec<Endpoint>, out: &Vec<Owned>| -> Vec<Endpoint> {
-        eps.into_iter()
-            .filter(|e| !out.iter().flat_map(|o| &o.endpoints).any(|o| o.ifindex == e.ifindex))
-            .collect()
+        eps.into_iter().filter(|e| !out.iter().flat_map(|o| &o.endpoints).any(|o| o.ifindex == e.ifindex)).collect()
     };
     for c in &containers {
         if let Ok(eps) = resolve_container(c, &host) {
