@@ -27,13 +27,129 @@ impl Cli {
     /// the target flags so interfaces appear in the file in the order the
     /// user named them (as with tcpdump's repeated -i).
     pub fn parse_ordered() -> Cli {
-        let matches = Cli::command().get_matches();
+        let matches = Cli::command().try_get_matches().unwrap_or_else(|e| exit_with_habit(e));
         let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         #[allow(irrefutable_let_patterns)]
         if let (Command::Capture(args), Some(("capture", sub))) = (&mut cli.command, matches.subcommand()) {
             args.order = target_order(sub);
         }
         cli
+    }
+}
+
+/// tcpdump options cnet does not have, with what to do instead. Only
+/// options cnet lacks belong here: one cnet has (or gains) is parsed by
+/// clap before this table is consulted, so an entry can never shadow it.
+pub const TCPDUMP_HABITS: &[(&str, &str, &str)] = &[
+    (
+        "-p",
+        "no promiscuous mode",
+        "cnet never sets promiscuous mode: its tc hooks see only the interface's own traffic; drop -p",
+    ),
+    (
+        "--no-promiscuous-mode",
+        "no promiscuous mode",
+        "cnet never sets promiscuous mode: its tc hooks see only the interface's own traffic; drop it",
+    ),
+    (
+        "-I",
+        "monitor mode (Wi-Fi)",
+        "cnet captures veths and other Ethernet-like interfaces, which have no monitor mode; drop -I",
+    ),
+    (
+        "--monitor-mode",
+        "monitor mode (Wi-Fi)",
+        "cnet captures veths and other Ethernet-like interfaces, which have no monitor mode; drop it",
+    ),
+    ("-j", "time stamp type", "cnet stamps every packet with the kernel's clock in nanoseconds; drop -j"),
+    (
+        "--time-stamp-type",
+        "time stamp type",
+        "cnet stamps every packet with the kernel's clock in nanoseconds; drop it",
+    ),
+    ("-J", "list of time stamp types", "cnet has one: the kernel's clock, in nanoseconds"),
+    ("--list-time-stamp-types", "list of time stamp types", "cnet has one: the kernel's clock, in nanoseconds"),
+    ("--time-stamp-precision", "time stamp precision", "cnet always writes nanoseconds (if_tsresol 9); drop it"),
+    ("--nano", "nanosecond time stamps", "cnet always writes nanoseconds; drop it"),
+    ("--micro", "microsecond time stamps", "cnet always writes nanoseconds; drop it"),
+    ("-K", "no checksum verification", "cnet never verifies checksums; drop -K"),
+    ("--dont-verify-checksums", "no checksum verification", "cnet never verifies checksums; drop it"),
+    ("-O", "no filter optimiser", "cnet always compiles filters with libpcap's optimiser; drop -O"),
+    ("--no-optimize", "no filter optimiser", "cnet always compiles filters with libpcap's optimiser; drop it"),
+    ("-y", "link type", "cnet writes each interface's own link type (Ethernet for veths); drop -y"),
+    ("--linktype", "link type", "cnet writes each interface's own link type (Ethernet for veths); drop it"),
+    ("-L", "list of link types", "cnet writes each interface's own link type (Ethernet for veths)"),
+    ("--list-data-link-types", "list of link types", "cnet writes each interface's own link type (Ethernet for veths)"),
+    (
+        "-z",
+        "post-rotate command",
+        "run the command on the finished files yourself (-C/-G start a new file; the previous one is complete then)",
+    ),
+    (
+        "-M",
+        "TCP-MD5 secret",
+        "open the capture in Wireshark, which validates TCP-MD5 (tcp.check_checksum and TCP preferences)",
+    ),
+    ("-E", "ESP decryption secret", "write a file with -w and decrypt it in Wireshark (Preferences › Protocols › ESP)"),
+    ("-T", "packet type interpretation", "write a file with -w and use Wireshark's Decode As"),
+    ("-d", "dump of the compiled filter", "`tcpdump -d EXPRESSION` shows it: cnet compiles with the same libpcap"),
+    ("-b", "BGP ASDOT notation", "write a file with -w and read it with Wireshark or tcpdump -r"),
+    ("-H", "802.11s mesh headers", "cnet captures Ethernet-like interfaces only; drop -H"),
+    ("-N", "short host names", "cnet never resolves names; drop -N"),
+    ("-f", "numeric foreign addresses", "cnet never resolves names; drop -f"),
+    ("-u", "undecoded NFS handles", "write a file with -w and read it with Wireshark or tcpdump -r"),
+    ("-m", "SMI MIB module", "write a file with -w and read it with Wireshark or tcpdump -r"),
+    ("-V", "list of files to read", "read each file with `cnet read FILE`"),
+    (
+        "--immediate-mode",
+        "immediate mode",
+        "cnet is always immediate on pipes, fifos and the terminal (files are flushed every 250 ms); drop it",
+    ),
+    ("--number", "packet numbers", "write a file with -w and read it with Wireshark or tcpdump -r"),
+    ("-#", "packet numbers", "write a file with -w and read it with Wireshark or tcpdump -r"),
+];
+
+/// Replaces clap's "to pass '-p' as a value, use '-- -p'" for a tcpdump
+/// option cnet lacks with what the option is and what to do instead; any
+/// other error is clap's own.
+fn exit_with_habit(e: clap::Error) -> ! {
+    if let Some(line) = habit_message(&e) {
+        eprintln!("cnet: error: {line}");
+        std::process::exit(2);
+    }
+    e.exit()
+}
+
+fn habit_message(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else { return None };
+    // `--time-stamp-precision=nano` names the option before `=`.
+    let name = arg.split_once('=').map_or(arg.as_str(), |(n, _)| n);
+    let (opt, what, instead) = TCPDUMP_HABITS.iter().find(|(o, _, _)| *o == name)?;
+    Some(format!("{opt} is tcpdump's {what}; cnet does not support it: {instead}"))
+}
+
+/// libpcap's `inbound`/`outbound` need the direction of a live Linux
+/// handle, which cnet's filters (compiled as for a saved file) do not have:
+/// libpcap refuses them or emits a load cnet cannot translate. cnet filters
+/// direction itself, so say that instead.
+fn check_direction_words(filter: &str) -> anyhow::Result<()> {
+    let word = filter
+        // Words end at spaces, parentheses and operators; a host name such
+        // as inbound.example.com is not the keyword.
+        .split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '!' | '&' | '|'))
+        .find(|w| matches!(*w, "inbound" | "outbound"));
+    match word {
+        Some(w) => {
+            let d = if w == "inbound" { "in" } else { "out" };
+            anyhow::bail!(
+                "the filter word {w:?} is not available in cnet's filters: cnet filters direction itself with -Q {d} (or --direction {d}); remove {w:?} from the expression"
+            )
+        }
+        None => Ok(()),
     }
 }
 
@@ -65,6 +181,50 @@ pub enum Command {
     /// Measure latency per flow (TCP handshake, request/response, DNS) and
     /// per hop (the same packet on two captured interfaces).
     Latency(LatencyArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print cnet's manual page (roff) on standard output: `cnet man | man -l -`.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for, e.g. `cnet completions bash > /etc/bash_completion.d/cnet`.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// A command's own page (capture, read, list, latency, extcap) instead of cnet's.
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+}
+
+impl CompletionsArgs {
+    pub fn write(&self, out: &mut dyn std::io::Write) {
+        clap_complete::generate(self.shell, &mut Cli::command(), "cnet", out);
+    }
+}
+
+impl ManArgs {
+    pub fn write(&self, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let page = match &self.command {
+            None => cmd,
+            Some(name) => {
+                let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
+                let sub = cmd
+                    .find_subcommand(name)
+                    .with_context(|| format!("no command {name:?}: cnet has {}", names.join(", ")))?;
+                // clap names are 'static; one page is printed, then cnet exits.
+                sub.clone().name(String::leak(format!("cnet-{name}")) as &'static str)
+            }
+        };
+        clap_mangen::Man::new(page).render(out)?;
+        Ok(())
+    }
 }
 
 /// Direction relative to the captured container or namespace.
@@ -325,9 +485,14 @@ impl RotationFlags for NoRotation {
 
 #[derive(Debug, Args)]
 pub struct CaptureArgs<R: RotationFlags = RotationArgs> {
-    /// Host interface to capture on (repeatable).
+    /// Host interface to capture on (repeatable). `any`: every veth whose
+    /// other end is in another network namespace, labeled with its owner.
     #[arg(short = 'i', long = "interface", value_name = "IFACE")]
     pub interfaces: Vec<String>,
+    /// Print the interfaces cnet can capture, numbered as tcpdump -D does,
+    /// with their owners, and exit.
+    #[arg(short = 'D', long = "list-interfaces")]
+    pub list_interfaces: bool,
     /// Network namespace: a name from `ip netns` or a path such as
     /// /proc/PID/ns/net. Captures the host end of each of its veths.
     #[arg(long = "netns", value_name = "NAME|PATH")]
@@ -361,7 +526,8 @@ pub struct CaptureArgs<R: RotationFlags = RotationArgs> {
     #[arg(short = 'c', value_name = "COUNT", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Bytes to keep of each packet (0 = all, up to 65535).
-    #[arg(short = 's', long = "snapshot-length", value_name = "SNAPLEN", default_value_t = 65535)]
+    #[arg(short = 's', long = "snapshot-length", value_name = "SNAPLEN", default_value_t = 65535,
+          value_parser = clap::value_parser!(u32).range(0..=65535))]
     pub snaplen: u32,
     /// Kernel ring buffer size in KiB (rounded up to a power of two).
     #[arg(short = 'B', long = "buffer-size", value_name = "KiB", default_value_t = 32768,
@@ -533,6 +699,9 @@ impl<R: RotationFlags> CaptureArgs<R> {
         let print = PrintOptions { also_print: self.also_print, ..self.print.options() };
         // An empty expression matches everything, as in tcpdump.
         let filter = filter.filter(|f| !f.trim().is_empty());
+        if let Some(f) = &filter {
+            check_direction_words(f)?;
+        }
         Ok(CaptureOptions {
             targets,
             filter,
@@ -576,6 +745,44 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert!(parse_size("x").is_err());
         assert!(parse_size("5q").is_err());
+    }
+
+    #[test]
+    fn tcpdump_habits_name_the_option_and_the_way_out() {
+        let e = Cli::try_parse_from(["cnet", "capture", "-p", "--netns", "x"]).unwrap_err();
+        let m = habit_message(&e).unwrap();
+        assert!(m.starts_with("-p is tcpdump's no promiscuous mode; cnet does not support it: "), "{m}");
+        let e = Cli::try_parse_from(["cnet", "capture", "--time-stamp-precision=nano"]).unwrap_err();
+        assert!(habit_message(&e).unwrap().starts_with("--time-stamp-precision is tcpdump's"));
+        // Options cnet has are never in the table.
+        let cmd = Cli::command();
+        let capture = cmd.find_subcommand("capture").unwrap();
+        for (opt, _, _) in TCPDUMP_HABITS {
+            let clash = capture.get_arguments().any(|a| {
+                a.get_short().is_some_and(|c| *opt == format!("-{c}"))
+                    || a.get_long().is_some_and(|l| *opt == format!("--{l}"))
+            });
+            assert!(!clash, "{opt} is a cnet option");
+        }
+        // Unknown options that are not tcpdump's keep clap's message.
+        let e = Cli::try_parse_from(["cnet", "capture", "--frobnicate"]).unwrap_err();
+        assert!(habit_message(&e).is_none());
+    }
+
+    #[test]
+    fn direction_words_point_to_the_direction_option() {
+        let e = check_direction_words("tcp and inbound").unwrap_err().to_string();
+        assert!(e.contains("-Q in (or --direction in)"), "{e}");
+        assert!(check_direction_words("not outbound").unwrap_err().to_string().contains("-Q out"));
+        assert!(check_direction_words("(outbound)").is_err());
+        assert!(check_direction_words("host inbound.example.com").is_ok());
+    }
+
+    #[test]
+    fn snaplen_above_65535_is_refused() {
+        let e = Cli::try_parse_from(["cnet", "capture", "-s", "65536", "-i", "lo"]).unwrap_err().to_string();
+        assert!(e.contains("0..=65535"), "{e}");
+        assert!(Cli::try_parse_from(["cnet", "capture", "-s", "65535", "-i", "lo"]).is_ok());
     }
 
     #[test]

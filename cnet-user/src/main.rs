@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use cnet::cli::{Cli, Command};
 use cnet::cmd::{capture, extcap, latency, read as readback};
+use cnet::pipeline::resolve::any;
 use cnet::text;
 
 fn main() -> ExitCode {
@@ -13,7 +14,10 @@ fn main() -> ExitCode {
     // line.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format(|buf, record| {
-            let level = record.level().as_str().to_lowercase();
+            let level = match record.level() {
+                log::Level::Warn => "warning".to_string(),
+                l => l.as_str().to_lowercase(),
+            };
             writeln!(buf, "cnet: {level}: {}", text::escape(&record.args().to_string()))
         })
         .init();
@@ -24,12 +28,16 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Capture(mut args) => {
+                if args.list_interfaces {
+                    return cnet::cmd::list::interfaces().await;
+                }
                 if let Some(file) = args.read.take() {
                     // `cnet capture -r FILE`, tcpdump's way of reading a file.
                     readback::run(&args.read_options(file)?)?;
                     return anyhow::Ok(());
                 }
-                let opts = args.into_options()?;
+                let mut opts = args.into_options()?;
+                opts.targets = any::expand(opts.targets).await?;
                 let summary = capture::run(opts).await?;
                 capture::print_summary(&summary);
                 anyhow::Ok(())
@@ -40,12 +48,38 @@ fn main() -> ExitCode {
             }
             Command::Extcap(args) => extcap::run(&args.args).await,
             Command::List(args) => cnet::cmd::list::run(args.json).await,
-            Command::Latency(args) => latency::run(args.into_options()?).await,
+            Command::Latency(args) => {
+                let mut opts = args.into_options()?;
+                if let latency::Source::Live(capture) = &mut opts.source {
+                    capture.targets = any::expand(std::mem::take(&mut capture.targets)).await?;
+                }
+                latency::run(opts).await
+            }
+            Command::Completions(args) => {
+                let mut out = Vec::new();
+                args.write(&mut out);
+                write_stdout(&out)
+            }
+            Command::Man(args) => {
+                let mut out = Vec::new();
+                args.write(&mut out)?;
+                write_stdout(&out)
+            }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
+    }
+}
+
+/// Writes generated text (completions, the manual page) to standard output;
+/// a reader that goes away early (`cnet man | head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

@@ -313,8 +313,9 @@ impl<'s> Session<'s> {
                 Some(f) => format!(", filter \"{}\"", crate::text::escape(f)),
                 None => String::new(),
             };
+            let unit = if snaplen == 1 { "byte" } else { "bytes" };
             eprintln!(
-                "cnet: capturing on {} ({}, snaplen {snaplen} bytes{filter})",
+                "cnet: capturing on {} ({}, snaplen {snaplen} {unit}{filter})",
                 names.join(", "),
                 hooks.mode_name()
             );

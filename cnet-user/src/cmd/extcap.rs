@@ -42,13 +42,25 @@ pub struct ExtcapTarget {
 /// Containers (by runtime) are to be added here, in this one place.
 pub async fn list_targets() -> Vec<ExtcapTarget> {
     let mut out = Vec::new();
+    // Without the capabilities to attach, nothing can be captured: offer
+    // nothing rather than interfaces that fail when Wireshark starts them.
+    if !crate::platform::privileges::missing(false).is_empty() {
+        return out;
+    }
     // Containers of every runtime that answers, one interface each.
     if let Ok(rows) = crate::cmd::list::rows().await {
         for r in rows.into_iter().filter(|r| r.not_capturable.is_none() && !r.interfaces.is_empty()) {
             let q = r.container.qualified_name();
+            let c = &r.container;
+            // `containerd:default/web` → cnet-containerd-default-web.
+            let name = match &c.namespace {
+                Some(ns) => format!("{ns}/{}", c.name),
+                None => c.name.clone(),
+            };
+            let image = if c.image.is_empty() { String::new() } else { format!(" ({})", c.image) };
             out.push(ExtcapTarget {
-                interface: format!("cnet-{}", interface_safe(&q.replace(':', "-"))),
-                display: format!("cnet: {} {} ({})", r.container.runtime, r.container.name, r.container.image),
+                interface: format!("cnet-{}", interface_safe(&q.replace([':', '/'], "-"))),
+                display: format!("cnet: {} {name}{image}", c.runtime),
                 target: Target::Container(q),
             });
         }
@@ -62,9 +74,9 @@ pub async fn list_targets() -> Vec<ExtcapTarget> {
         let path = resolve::netns_path(&name);
         let capturable = match resolve::resolve_netns(&path, &format!("netns:{name}"), Vec::new(), &host) {
             Ok(_) => true,
-            // Without the privilege to look inside (Wireshark run by a
-            // normal user), list it anyway: the capture reports the error.
-            Err(ResolveError::Permission(_)) => true,
+            // Without the privilege to look inside (a user without
+            // CAP_SYS_ADMIN), a capture of it would fail: not offered.
+            Err(ResolveError::Permission(_)) => false,
             Err(_) => false,
         };
         if capturable {
@@ -76,6 +88,22 @@ pub async fn list_targets() -> Vec<ExtcapTarget> {
         }
     }
     out
+}
+
+/// Wireshark's Help button: cnet's README as a file: URL, when one lies
+/// next to the binary (`README.md`, `../share/doc/cnet/README.md`, or the
+/// source tree of a `cargo build`). cnet has no web page of its own, so
+/// without a README there is no help field rather than a made-up address.
+fn help_field() -> String {
+    let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(std::path::Path::to_path_buf)) else {
+        return String::new();
+    };
+    ["README.md", "../share/doc/cnet/README.md", "../../README.md"]
+        .iter()
+        .filter_map(|rel| std::fs::canonicalize(dir.join(rel)).ok())
+        .find(|p| p.is_file())
+        .and_then(|p| p.to_str().map(|p| format!("{{help=file://{}}}", field(p))))
+        .unwrap_or_default()
 }
 
 /// Replaces characters that do not belong in an interface name.
@@ -167,12 +195,18 @@ pub async fn run(args: &[String]) -> Result<()> {
     let call = parse(args);
     let version = env!("CARGO_PKG_VERSION");
     if call.interfaces || (call.version && call.interface.is_none()) {
-        let mut out = format!("extcap {{version={version}}}{{help=https://example.invalid/cnet}}\n");
+        let mut out = format!("extcap {{version={version}}}{}\n", help_field());
         if call.interfaces {
-            out.push_str(&format!(
-                "interface {{value={ALL}}}{{display=cnet: all containers and network namespaces}}\n"
-            ));
-            for t in list_targets().await {
+            let targets = list_targets().await;
+            // cnet-all enters every namespace and follows containers:
+            // offered only with the capabilities that needs, so that it
+            // does not fail once Wireshark starts it.
+            if crate::platform::privileges::missing(true).is_empty() {
+                out.push_str(&format!(
+                    "interface {{value={ALL}}}{{display=cnet: all containers and network namespaces}}\n"
+                ));
+            }
+            for t in targets {
                 out.push_str(&format!(
                     "interface {{value={}}}{{display={}}}\n",
                     field(&t.interface),

@@ -1,8 +1,22 @@
 //! Checks the capabilities cnet needs before it touches the kernel, so the
 //! user gets a sentence naming what is missing instead of a raw EPERM.
+//!
+//! What a cnet that is not root needs, per target kind (README, "Without
+//! root"), beyond CAP_BPF + CAP_PERFMON + CAP_NET_ADMIN for every capture:
+//!
+//! - `-i IFACE`: nothing more.
+//! - `--netns NAME` (`/var/run/netns/NAME`): CAP_SYS_ADMIN, to enter it.
+//! - `--pid PID`, `--netns /proc/PID/ns/net`: CAP_SYS_ADMIN, and
+//!   CAP_SYS_PTRACE when PID belongs to another user (the kernel's ptrace
+//!   access check guards `/proc/PID/ns/net`).
+//! - containers: the runtime's API socket (Docker: membership of the
+//!   socket's group, usually `docker`; containerd and rootful Podman: root
+//!   only), then as `--pid` for the container's process: CAP_SYS_ADMIN and
+//!   CAP_SYS_PTRACE.
 
 /// Capability bits (linux/capability.h).
 pub const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
@@ -11,6 +25,73 @@ fn effective_caps() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
     u64::from_str_radix(line.trim_start_matches("CapEff:").trim(), 16).ok()
+}
+
+/// True when cnet has `cap` in its effective set (root has every one).
+fn has(cap: u32) -> bool {
+    effective_caps().is_some_and(|caps| caps & (1u64 << cap) != 0)
+}
+
+/// Why cnet may not open or enter the network namespace at `path`, for
+/// "permission denied while reading /proc/42/ns/net: …": the capabilities
+/// it lacks for that kind of path, never one it has.
+pub fn namespace_needs(path: &std::path::Path) -> String {
+    let mut need = Vec::new();
+    if path.starts_with("/proc") && !has(CAP_SYS_PTRACE) {
+        need.push("CAP_SYS_PTRACE (to open /proc/PID/ns/net of another user's process)");
+    }
+    if !has(CAP_SYS_ADMIN) {
+        need.push("CAP_SYS_ADMIN (to enter the namespace)");
+    }
+    if need.is_empty() {
+        return format!(
+            "cnet has CAP_SYS_ADMIN and CAP_SYS_PTRACE, so {} itself refuses it (its permissions, or a security module such as AppArmor or SELinux)",
+            path.display()
+        );
+    }
+    format!(
+        "cnet needs {}; run it as root, or add them to cnet's capabilities (setcap cap_bpf,cap_perfmon,cap_net_admin,cap_sys_admin,cap_sys_ptrace+ep $(which cnet))",
+        need.join(" and ")
+    )
+}
+
+/// What a user needs to open a runtime's API socket that refused it:
+/// the socket's owner, group and mode, and the group to join.
+pub fn socket_access(socket: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let path = socket.trim_start_matches("unix://");
+    let Ok(m) = std::fs::metadata(path) else {
+        return "a directory on the way to it is closed to this user: run cnet as root".into();
+    };
+    let group = group_name(m.gid());
+    let owner = format!("{}:{group}, mode {:o}", user_name(m.uid()), m.mode() & 0o777);
+    if m.gid() == 0 || m.mode() & 0o060 != 0o060 {
+        format!("it belongs to {owner} and only root can open it: run cnet as root")
+    } else {
+        format!(
+            "it belongs to {owner}: run cnet as root, or as a member of group {group} (`usermod -aG {group} USER`, then log in again)"
+        )
+    }
+}
+
+fn group_name(gid: u32) -> String {
+    // SAFETY: getgrgid returns NULL or static storage, copied out at once.
+    let gr = unsafe { libc::getgrgid(gid) };
+    if gr.is_null() {
+        return gid.to_string();
+    }
+    // SAFETY: non-null entry with a NUL-terminated name.
+    unsafe { std::ffi::CStr::from_ptr((*gr).gr_name) }.to_string_lossy().into_owned()
+}
+
+fn user_name(uid: u32) -> String {
+    // SAFETY: getpwuid returns NULL or static storage, copied out at once.
+    let pw = unsafe { libc::getpwuid(uid) };
+    if pw.is_null() {
+        return uid.to_string();
+    }
+    // SAFETY: non-null entry with a NUL-terminated name.
+    unsafe { std::ffi::CStr::from_ptr((*pw).pw_name) }.to_string_lossy().into_owned()
 }
 
 /// Returns the names of the missing capabilities for a capture that enters

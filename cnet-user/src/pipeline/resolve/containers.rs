@@ -32,10 +32,18 @@ pub fn resolve_container(c: &Container, host: &HostLinks) -> Result<Vec<Endpoint
         Err(ResolveError::HostNetns { .. }) => {
             Err("uses the host network (no veth of its own): capture the host interface with -i IFACE".into())
         }
-        Err(ResolveError::NoVeth { detail, .. }) => {
+        Err(ResolveError::NoVeth { detail, .. }) if !detail.is_empty() => {
+            // Its veths exist, but their other ends are in a namespace of
+            // their own (rootful netavark's, rootless Podman's, a nested
+            // one): cnet hooks the other end, so it must run there.
+            Err(format!(
+                "has veths, but their other ends are in another network namespace, not cnet's (Podman with netavark or rootless, or a nested namespace): cnet hooks the other end of a veth, so it can capture this container only when run in the namespace that holds them{detail}"
+            ))
+        }
+        Err(ResolveError::NoVeth { .. }) => {
             let mode = c.network_mode.as_deref().map(|m| format!(" (network mode {m})")).unwrap_or_default();
             Err(format!(
-                "has no veth whose other end is in cnet's namespace{mode}: `--network none`, macvlan or ipvlan networks cannot be captured by veth{detail}"
+                "has no veth{mode}: `--network none`, macvlan, ipvlan and user-mode (pasta, slirp4netns) networks cannot be captured by veth"
             ))
         }
         // The process went away between listing and looking: it stopped.

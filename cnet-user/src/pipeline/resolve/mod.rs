@@ -15,6 +15,7 @@ use crate::platform::netns;
 
 use crate::model::{Endpoint, Target};
 
+pub mod any;
 pub mod containers;
 pub mod select;
 pub mod watch;
@@ -27,15 +28,18 @@ pub enum ResolveError {
         "no network namespace named {name:?}: {path} does not exist (list them with `ip netns list`, or pass a path such as /proc/PID/ns/net)"
     )]
     NoSuchNetns { name: String, path: String },
+    #[error(
+        "-i any found no veth whose other end is in another network namespace: nothing to capture (`tcpdump -i any` captures the host's own interfaces)"
+    )]
+    NoAny,
     #[error("no process with PID {0} (is it still running?)")]
     NoSuchPid(u32),
     #[error("{what} is cnet's own network namespace (host network); capture its interfaces with -i IFACE instead")]
     HostNetns { what: String },
     #[error("{what} has no veth whose other end is in cnet's network namespace, so there is nothing to hook{detail}")]
     NoVeth { what: String, detail: String },
-    #[error(
-        "permission denied while {0}: cnet needs root (CAP_SYS_ADMIN to enter namespaces, CAP_NET_ADMIN and CAP_BPF to attach)"
-    )]
+    /// The context, then what is missing (see `privileges::namespace_needs`).
+    #[error("permission denied while {0}")]
     Permission(String),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
@@ -45,7 +49,20 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ResolveE
     let context = context.into();
     move |source| {
         if source.kind() == std::io::ErrorKind::PermissionDenied {
-            ResolveError::Permission(context)
+            ResolveError::Permission(format!("{context}: run cnet as root"))
+        } else {
+            ResolveError::Io { context, source }
+        }
+    }
+}
+
+/// Like [`io_err`] for opening or entering the namespace at `path`: a
+/// refusal names the capabilities cnet lacks for it.
+fn ns_err(context: impl Into<String>, path: &Path) -> impl FnOnce(std::io::Error) -> ResolveError {
+    let (context, path) = (context.into(), path.to_owned());
+    move |source| {
+        if source.kind() == std::io::ErrorKind::PermissionDenied {
+            ResolveError::Permission(format!("{context}: {}", crate::platform::privileges::namespace_needs(&path)))
         } else {
             ResolveError::Io { context, source }
         }
@@ -67,6 +84,10 @@ impl HostLinks {
 
     pub fn by_name(&self, name: &str) -> Option<&Link> {
         self.links.iter().find(|l| l.name == name)
+    }
+
+    pub fn links(&self) -> &[Link] {
+        &self.links
     }
 
     pub fn by_index(&self, index: u32) -> Option<&Link> {
@@ -129,7 +150,7 @@ pub fn resolve_netns(
     host: &HostLinks,
 ) -> Result<Vec<Endpoint>, ResolveError> {
     let what = owner.to_string();
-    let inode = netns::inode(path).map_err(io_err(format!("reading {}", path.display())))?;
+    let inode = netns::inode(path).map_err(ns_err(format!("reading {}", path.display()), path))?;
     let own = netns::own_inode().map_err(io_err("reading /proc/self/ns/net"))?;
     if inode == own {
         return Err(ResolveError::HostNetns { what });
@@ -139,7 +160,7 @@ pub fn resolve_netns(
         Ok((nl.links()?, nl.addresses()?))
     })
     .and_then(|r| r)
-    .map_err(io_err(format!("reading the interfaces of {owner}")))?;
+    .map_err(ns_err(format!("reading the interfaces of {owner}"), path))?;
 
     let mut out = Vec::new();
     let mut skipped = Vec::new();

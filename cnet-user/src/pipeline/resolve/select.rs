@@ -95,6 +95,30 @@ impl NameSpec {
         if let Some(glob) = &self.glob {
             return Ok(pool.into_iter().filter(|c| glob.is_match(&c.name)).collect());
         }
+        self.match_name(pool, searched)
+    }
+
+    /// Like [`NameSpec::matches`], but a glob that matches nothing is an
+    /// error too (with the closest names), as a plain name is: `--container
+    /// 'web-*'` without `--wait` and no such container is most likely a
+    /// typo, and capturing nothing in silence hides it.
+    pub fn matches_some<'a>(&self, all: &'a [Container], searched: &str) -> Result<Vec<&'a Container>, SelectError> {
+        let found = self.matches(all, searched)?;
+        if !found.is_empty() {
+            return Ok(found);
+        }
+        let pool: Vec<&Container> = all.iter().filter(|c| self.admits(c)).collect();
+        // The literal part before the first wildcard is what the user meant.
+        let stem = self.pattern.split(['*', '?', '[']).next().unwrap_or("");
+        Err(SelectError::NotFound {
+            pattern: self.text.clone(),
+            closest: closest(stem, &pool),
+            searched: searched.to_string(),
+            hint: "list containers with `cnet list`, or pass --wait to wait for matching containers to start",
+        })
+    }
+
+    fn match_name<'a>(&self, pool: Vec<&'a Container>, searched: &str) -> Result<Vec<&'a Container>, SelectError> {
         let by_name: Vec<&Container> = pool.iter().copied().filter(|c| c.name == self.pattern).collect();
         if !by_name.is_empty() {
             return one(self, by_name);
@@ -192,6 +216,7 @@ impl Selection {
                     }
                     found
                 }
+                Selector::Name(spec) if strict => spec.matches_some(all, searched)?,
                 Selector::Name(spec) => match spec.matches(all, searched) {
                     Ok(v) => v,
                     Err(SelectError::NotFound { .. }) if !strict => Vec::new(),
@@ -289,6 +314,17 @@ mod tests {
     fn unknown_names_suggest_close_ones() {
         let err = NameSpec::parse("docker:webb").unwrap().matches(&pool(), "docker (/s)").unwrap_err().to_string();
         assert!(err.contains("closest: docker:web") && err.contains("in docker (/s)"), "{err}");
+    }
+
+    #[test]
+    fn a_glob_matching_nothing_is_an_error_unless_waiting() {
+        let all = pool();
+        let sel = Selection::from_targets(&[Target::Container("wbe-*".into())]).unwrap().unwrap();
+        let err = sel.select(&all, "docker (/s)", true).unwrap_err().to_string();
+        assert!(err.contains("no container matches \"wbe-*\"") && err.contains("closest:"), "{err}");
+        assert!(sel.select(&all, "docker (/s)", false).unwrap().is_empty());
+        let all_sel = Selection::from_targets(&[Target::AllContainers]).unwrap().unwrap();
+        assert!(all_sel.select(&[], "", true).unwrap().is_empty());
     }
 
     #[test]

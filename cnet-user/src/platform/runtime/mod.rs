@@ -111,7 +111,7 @@ pub enum RuntimeError {
         "{runtime} is not running here: {socket} does not exist or nothing listens on it (start {runtime}, or set {hint})"
     )]
     Absent { runtime: RuntimeKind, socket: String, hint: &'static str },
-    #[error("permission denied on {socket}: run cnet as root (or as a member of the socket's group)")]
+    #[error("permission denied on {socket}: {}", crate::platform::privileges::socket_access(.socket))]
     Permission { socket: String },
     #[error("talking to {runtime} at {socket} failed: {reason}")]
     Api { runtime: RuntimeKind, socket: String, reason: String },
