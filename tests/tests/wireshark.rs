@@ -222,11 +222,18 @@ fn extcap_interfaces_capture_through_tshark() {
 
     let file = dir.path().join("out.pcapng");
     let mut cap = Command::new("tshark");
-    cap.args(["-i", &iface, "-a", "duration:3", "-w"]).arg(&file).stdout(Stdio::null()).stderr(Stdio::piped());
+    cap.args(["-i", &iface, "-a", "duration:8", "-w"]).arg(&file).stdout(Stdio::null()).stderr(Stdio::piped());
     with_home(&mut cap);
     let mut tshark = Proc::spawn(&mut cap);
-    // dumpcap starts the extcap; cnet needs a moment to attach.
-    std::thread::sleep(Duration::from_millis(1500));
+    // dumpcap starts the extcap, which attaches to the lab veth: send once
+    // the hooks are there (a loaded machine takes seconds), not after a
+    // fixed sleep.
+    let veth = &lab.host(0).host_veth;
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    while hooked_programs(veth).unwrap().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!hooked_programs(veth).unwrap().is_empty(), "the extcap did not attach within 6 s");
     traffic::udp_burst(&lab, 0, 1, 7201, "extcap", 5).unwrap();
     let status = tshark.wait_for(Duration::from_secs(20)).expect("tshark did not stop");
     let mut stderr = String::new();
@@ -362,7 +369,10 @@ fn read_prints_cnet_and_tcpdump_files() {
 
     // Selection.
     assert_eq!(cnet_read(&["read", "--container", &a.netns, cnet_file.to_str().unwrap()]).len(), lines.len());
-    assert!(cnet_read(&["read", "--container", "no-such-container", cnet_file.to_str().unwrap()]).is_empty());
+    // An owner the file does not have is an error that names the owners it has.
+    let r = cnet_output(&["read", "--container", "no-such-container", cnet_file.to_str().unwrap()]).unwrap();
+    assert!(!r.status.success() && r.stdout.is_empty(), "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("its owners are netns:{}", a.netns)), "{}", r.stderr);
     let inbound = cnet_read(&["read", "--direction", "in", cnet_file.to_str().unwrap()]);
     assert!(!inbound.is_empty() && inbound.iter().all(|l| l.contains(" in ")), "{inbound:#?}");
 

@@ -151,7 +151,7 @@ pub async fn run_with_sink<'s>(
     // A fifo opens only once a reader is there, and a blocked open() does
     // not answer signals: wait for the reader here, where they are heard.
     let held = match &opts.output {
-        Output::File(path) => match stop.unless(fifo_reader(path)).await {
+        Output::File(path) => match stop.unless(fifo_reader(path, &output_owner(&opts))).await {
             Ok(held) => held,
             Err(sig) => return Ok(stopped_before_start(&sig)),
         },
@@ -491,10 +491,28 @@ impl<'s> Session<'s> {
         true
     }
 
+    /// The status line on a terminal: rewritten in place, cut to the
+    /// terminal's width so it never wraps (a wrapped line could not be
+    /// cleared).
     fn print_status(&self) {
         let c = self.hooks.counters().unwrap_or_default();
         let lost: u64 = c.values().map(|v| v.lost).sum();
-        eprint!("\r\x1b[Kcnet: {} packets written, {lost} dropped", self.collector.captured());
+        let per_target: Vec<(&str, u64)> = self
+            .collector
+            .ifaces()
+            .iter()
+            .zip(self.collector.delivered())
+            .map(|(i, n)| (i.short.as_str(), *n))
+            .collect();
+        let elapsed = Duration::from_nanos(Clock::now_wall_ns().saturating_sub(self.start_ns));
+        let status = StatusLine {
+            packets: self.collector.captured(),
+            bytes: self.collector.captured_bytes(),
+            dropped: lost,
+            elapsed,
+            per_target: &per_target,
+        };
+        eprint!("\r\x1b[K{}", status.render(terminal_width()));
     }
 
     /// Hooks an interface that appeared mid-capture, or unhooks one that
@@ -639,6 +657,65 @@ enum Asked {
 
 /// The signals a capture answers: [`STOPPING`], the real-time signals (whose
 /// default action ends the process too) and SIGUSR1.
+/// What the status line shows while a file is written.
+struct StatusLine<'a> {
+    packets: u64,
+    bytes: u64,
+    dropped: u64,
+    elapsed: Duration,
+    /// Packets per captured interface (label, count), shown when there are
+    /// several.
+    per_target: &'a [(&'a str, u64)],
+}
+
+impl StatusLine<'_> {
+    /// `cnet: 1234 packets (1.2 MB), 0 dropped, 12 s | netns:a eth0 600, …`,
+    /// at most `width - 1` characters.
+    fn render(&self, width: usize) -> String {
+        let mut s = format!(
+            "cnet: {} packet{} ({}), {} dropped, {} s",
+            self.packets,
+            if self.packets == 1 { "" } else { "s" },
+            human_bytes(self.bytes),
+            self.dropped,
+            self.elapsed.as_secs()
+        );
+        if self.per_target.len() > 1 {
+            let parts: Vec<String> =
+                self.per_target.iter().map(|(label, n)| format!("{} {n}", crate::text::escape(label))).collect();
+            s.push_str(" | ");
+            s.push_str(&parts.join(", "));
+        }
+        let max = width.saturating_sub(1).max(20);
+        if s.chars().count() > max {
+            s = s.chars().take(max - 1).collect();
+            s.push('…');
+        }
+        s
+    }
+}
+
+/// 1234567 → `1.2 MB` (decimal units, as file sizes are shown).
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
+/// Columns of the terminal on standard error (80 when it cannot be read).
+fn terminal_width() -> usize {
+    // SAFETY: all-zero bytes are a valid `winsize` (integers only).
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ fills the struct we own; fd 2 may be anything.
+    let ok = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 { usize::from(ws.ws_col) } else { 80 }
+}
+
 struct StopSignals {
     stop: Vec<(String, Signal)>,
     usr1: Signal,
@@ -778,4 +855,34 @@ fn os_description() -> String {
         String::from_utf8_lossy(&bytes).into_owned()
     };
     format!("{} {}", field(&u.sysname), field(&u.release))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_fits_the_terminal_and_names_targets_when_several() {
+        let one = [("netns:a eth0", 5u64)];
+        let line =
+            StatusLine { packets: 5, bytes: 1234, dropped: 0, elapsed: Duration::from_secs(3), per_target: &one };
+        assert_eq!(line.render(80), "cnet: 5 packets (1.2 kB), 0 dropped, 3 s");
+        let two = [("netns:a eth0", 600u64), ("netns:b eth0", 634)];
+        let line = StatusLine {
+            packets: 1234,
+            bytes: 2_500_000,
+            dropped: 2,
+            elapsed: Duration::from_secs(12),
+            per_target: &two,
+        };
+        assert_eq!(
+            line.render(200),
+            "cnet: 1234 packets (2.5 MB), 2 dropped, 12 s | netns:a eth0 600, netns:b eth0 634"
+        );
+        let cut = line.render(40);
+        assert_eq!(cut.chars().count(), 39);
+        assert!(cut.ends_with('…'));
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1), "1 B");
+    }
 }

@@ -369,6 +369,8 @@ pub struct Collector {
     clock: Clock,
     delivered: Vec<u64>,
     captured: u64,
+    /// Packet bytes handed to the sink (captured lengths).
+    captured_bytes: u64,
     limit: u64,
     bad_records: u64,
     direction: Option<Direction>,
@@ -384,6 +386,7 @@ impl Collector {
             clock,
             delivered: Vec::new(),
             captured: 0,
+            captured_bytes: 0,
             limit: limit.unwrap_or(u64::MAX),
             bad_records: 0,
             direction,
@@ -413,6 +416,11 @@ impl Collector {
     /// Packets handed to the sink in all.
     pub fn captured(&self) -> u64 {
         self.captured
+    }
+
+    /// Packet bytes handed to the sink in all (as captured, not on the wire).
+    pub fn captured_bytes(&self) -> u64 {
+        self.captured_bytes
     }
 
     /// Whether the packet limit has been reached.
@@ -455,6 +463,7 @@ impl Collector {
         sink.packet(iface, &pkt)?;
         self.delivered[idx] += 1;
         self.captured += 1;
+        self.captured_bytes += pkt.data.len() as u64;
         Ok(!self.done())
     }
 

@@ -182,6 +182,16 @@ impl OutputOwner {
         uid == self.uid || uid == euid()
     }
 
+    /// Whether the existing FIFO `meta` (not followed through a link) is
+    /// one cnet may write into for this owner: the rule of
+    /// [`create_output`], for code that waits on a FIFO before opening it.
+    pub fn accepts_fifo(&self, meta: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        meta.file_type().is_fifo()
+            && (self.accepts(meta.uid()) || self.fifo_owner == Some(meta.uid()))
+            && meta.nlink() <= 1
+    }
+
     /// "root", "alice or root": whose files are accepted, for messages.
     fn names(&self) -> String {
         let (a, b) = (self.uid, euid());

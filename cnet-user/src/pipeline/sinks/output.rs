@@ -203,14 +203,16 @@ pub fn reader_gone(fd: RawFd) -> bool {
 
 /// Waits until the fifo at `path` has a reader, and returns a write end
 /// that keeps it open until the output's own open. None, at once, when
-/// `path` is not a fifo (the output's open then creates or refuses it).
-pub async fn fifo_reader(path: &std::path::Path) -> Option<std::fs::File> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+/// `path` is not a fifo that `owner`'s output may use (the output's open
+/// then creates the file or refuses with the reason): a FIFO another user
+/// planted is never opened, not even to wait for its reader.
+pub async fn fifo_reader(path: &std::path::Path, owner: &OutputOwner) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
     // O_PATH opens nothing but the name (no device or fifo is opened by it),
     // and O_NOFOLLOW refuses a symlink as the output's open does; the fifo
     // is then reopened through the descriptor, so it is the one inspected.
     let named = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_NOFOLLOW).open(path).ok()?;
-    if !named.metadata().ok()?.file_type().is_fifo() {
+    if !owner.accepts_fifo(&named.metadata().ok()?) {
         return None;
     }
     let again = format!("/proc/self/fd/{}", named.as_raw_fd());
