@@ -38,6 +38,11 @@ fn rel(p: &Path) -> String {
 /// Lines of fenced blocks tagged sh, shell, bash or console, with their
 /// 1-based line numbers; a line ending in `\` is joined with the next.
 fn shell_lines(text: &str) -> Vec<(usize, String)> {
+    block_lines(text, &["sh", "shell", "bash", "console"])
+}
+
+/// Lines of fenced blocks whose tag is one of `langs`.
+fn block_lines(text: &str, langs: &[&str]) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     let mut in_shell = false;
     let mut in_other = false;
@@ -50,7 +55,7 @@ fn shell_lines(text: &str) -> Vec<(usize, String)> {
                 in_other = false;
             } else {
                 let lang = info.trim();
-                in_shell = matches!(lang, "sh" | "shell" | "bash" | "console");
+                in_shell = langs.contains(&lang);
                 in_other = !in_shell;
             }
             continue;
@@ -234,6 +239,32 @@ fn every_documented_command_parses() {
     }
     assert!(checked >= 30, "only {checked} documented cnet commands found: is the extraction broken?");
     assert!(failures.is_empty(), "documented commands that cnet does not accept:\n{}", failures.join("\n"));
+}
+
+/// Commands the guide shows being refused (in `text` blocks, followed by
+/// cnet's error) are still refused, so the guide never shows an error cnet
+/// no longer gives.
+#[test]
+fn every_documented_refusal_is_refused() {
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for file in doc_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines = block_lines(&text, &["text"]);
+        for (i, (line_no, line)) in lines.iter().enumerate() {
+            let Some(cmd) = cnet_command(line) else { continue };
+            let shows_error = lines.get(i + 1).is_some_and(|(_, next)| next.starts_with("cnet: error:"));
+            if !shows_error {
+                continue;
+            }
+            checked += 1;
+            if shell_words(cmd).and_then(|argv| check_command(&argv)).is_ok() {
+                failures.push(format!("{}:{line_no}: `{cmd}` is accepted now", rel(&file)));
+            }
+        }
+    }
+    assert!(checked >= 3, "only {checked} documented refusals found: is the extraction broken?");
+    assert!(failures.is_empty(), "documented refusals that cnet accepts:\n{}", failures.join("\n"));
 }
 
 /// The extraction itself: pipes, redirections, comments, quotes and
