@@ -172,9 +172,7 @@ fn cnet_command(line: &str) -> Option<&str> {
 fn check_command(argv: &[String]) -> Result<(), String> {
     let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
-        Err(e)
-            if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) =>
-        {
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
             return Ok(());
         }
         Err(e) => return Err(e.to_string()),
@@ -382,7 +380,11 @@ fn every_relative_link_resolves() {
                 }
                 let dest_text = std::fs::read_to_string(&dest).unwrap();
                 if !anchors(&dest_text).iter().any(|a| a == anchor) {
-                    failures.push(format!("{}:{line_no}: {target}: no heading #{anchor} in {}", rel(&file), rel(&dest)));
+                    failures.push(format!(
+                        "{}:{line_no}: {target}: no heading #{anchor} in {}",
+                        rel(&file),
+                        rel(&dest)
+                    ));
                 }
             }
         }
