@@ -344,3 +344,16 @@ fn extcap_without_capabilities_offers_nothing_to_fail() {
     assert!(!stdout.contains("interface {"), "{stdout}");
     assert!(!stdout.contains("example.invalid"), "{stdout}");
 }
+
+#[test]
+fn extcap_install_explains_itself_and_takes_one_folder() {
+    for verb in ["install", "uninstall"] {
+        let r = cnet_output(&["extcap", verb, "--help"]).unwrap();
+        assert!(r.status.success(), "{}", r.stderr);
+        assert!(r.stdout.contains(&format!("Usage: cnet extcap {verb} [--user | --system]")), "{}", r.stdout);
+        // Both folders at once is refused before anything is written.
+        let r = cnet_output(&["extcap", verb, "--user", "--system"]).unwrap();
+        assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
+        assert!(r.stderr.contains("--user and --system name different folders"), "{}", r.stderr);
+    }
+}

@@ -387,16 +387,36 @@ fn extcap_dirs(system: bool) -> Result<Vec<PathBuf>> {
     Ok(vec![home.join(".config/wireshark/extcap"), home.join(".local/lib/wireshark/extcap")])
 }
 
-fn scope(args: &[String]) -> Result<bool> {
-    let mut system = false;
+/// The folder `install`/`uninstall` work on: --user (the default) or
+/// --system, not both. None when `--help` asked for the usage (printed).
+fn scope(verb: &str, args: &[String]) -> Result<Option<bool>> {
+    let (mut user, mut system) = (false, false);
     for a in args {
         match a.as_str() {
-            "--user" => system = false,
+            "--user" => user = true,
             "--system" => system = true,
-            other => bail!("unknown option {other:?}: use --user (default) or --system"),
+            "-h" | "--help" => {
+                let what = if verb == "install" {
+                    "Puts a launcher where Wireshark looks for extcap programs, so that cnet's targets appear as Wireshark interfaces."
+                } else {
+                    "Removes the launcher that `cnet extcap install` put there (nothing else)."
+                };
+                let usage = format!(
+                    "{what}\n\nUsage: cnet extcap {verb} [--user | --system]\n\nOptions:\n  --user    your own folder, ~/.config/wireshark/extcap (the default)\n  --system  Wireshark's global folder (from `tshark -G folders`)\n  -h, --help  Print this help\n"
+                );
+                crate::text::print_stdout(&usage)?;
+                return Ok(None);
+            }
+            other => bail!(
+                "unknown option {:?} for `cnet extcap {verb}`: use --user (default) or --system",
+                crate::text::escape(other)
+            ),
         }
     }
-    Ok(system)
+    if user && system {
+        bail!("--user and --system name different folders: give one of them");
+    }
+    Ok(Some(system))
 }
 
 /// `'…'` quoting for sh.
@@ -421,7 +441,7 @@ fn install_owner(system: bool) -> Result<safefs::Owner> {
 }
 
 fn install(args: &[String]) -> Result<()> {
-    let system = scope(args)?;
+    let Some(system) = scope("install", args)? else { return Ok(()) };
     let exe = std::env::current_exe().and_then(std::fs::canonicalize).context("cannot find cnet's own path")?;
     let exe = exe.to_str().context("cnet's path is not valid UTF-8; move the binary")?;
     let script = format!(
@@ -472,7 +492,7 @@ fn write_executable(dir: &safefs::Dir, text: &str, owner: safefs::Owner) -> Resu
 }
 
 fn uninstall(args: &[String]) -> Result<()> {
-    let system = scope(args)?;
+    let Some(system) = scope("uninstall", args)? else { return Ok(()) };
     let owner = install_owner(system)?;
     let mut removed = 0;
     for dir in extcap_dirs(system)? {
