@@ -132,27 +132,6 @@ fn habit_message(e: &clap::Error) -> Option<String> {
     Some(format!("{opt} is tcpdump's {what}; cnet does not support it: {instead}"))
 }
 
-/// libpcap's `inbound`/`outbound` need the direction of a live Linux
-/// handle, which cnet's filters (compiled as for a saved file) do not have:
-/// libpcap refuses them or emits a load cnet cannot translate. cnet filters
-/// direction itself, so say that instead.
-fn check_direction_words(filter: &str) -> anyhow::Result<()> {
-    let word = filter
-        // Words end at spaces, parentheses and operators; a host name such
-        // as inbound.example.com is not the keyword.
-        .split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '!' | '&' | '|'))
-        .find(|w| matches!(*w, "inbound" | "outbound"));
-    match word {
-        Some(w) => {
-            let d = if w == "inbound" { "in" } else { "out" };
-            anyhow::bail!(
-                "the filter word {w:?} is not available in cnet's filters: cnet filters direction itself with -Q {d} (or --direction {d}); remove {w:?} from the expression"
-            )
-        }
-        None => Ok(()),
-    }
-}
-
 /// (argv index, flag id, occurrence) of every target flag, sorted by index.
 fn target_order(m: &ArgMatches) -> Vec<(usize, &'static str, usize)> {
     let mut v = Vec::new();
@@ -700,7 +679,7 @@ impl<R: RotationFlags> CaptureArgs<R> {
         // An empty expression matches everything, as in tcpdump.
         let filter = filter.filter(|f| !f.trim().is_empty());
         if let Some(f) = &filter {
-            check_direction_words(f)?;
+            crate::cmd::capture::check_direction_words(f)?;
         }
         Ok(CaptureOptions {
             targets,
@@ -771,11 +750,11 @@ mod tests {
 
     #[test]
     fn direction_words_point_to_the_direction_option() {
-        let e = check_direction_words("tcp and inbound").unwrap_err().to_string();
+        let e = crate::cmd::capture::check_direction_words("tcp and inbound").unwrap_err().to_string();
         assert!(e.contains("-Q in (or --direction in)"), "{e}");
-        assert!(check_direction_words("not outbound").unwrap_err().to_string().contains("-Q out"));
-        assert!(check_direction_words("(outbound)").is_err());
-        assert!(check_direction_words("host inbound.example.com").is_ok());
+        assert!(crate::cmd::capture::check_direction_words("not outbound").unwrap_err().to_string().contains("-Q out"));
+        assert!(crate::cmd::capture::check_direction_words("(outbound)").is_err());
+        assert!(crate::cmd::capture::check_direction_words("host inbound.example.com").is_ok());
     }
 
     #[test]

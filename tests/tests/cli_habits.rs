@@ -357,3 +357,17 @@ fn extcap_install_explains_itself_and_takes_one_folder() {
         assert!(r.stderr.contains("--user and --system name different folders"), "{}", r.stderr);
     }
 }
+
+#[test]
+fn wiresharks_filter_check_points_to_the_direction_option_too() {
+    let check = |expr: &str| {
+        let r = cnet_output(&["extcap", "--extcap-interface", "cnet-all", "--extcap-capture-filter", expr]).unwrap();
+        assert!(r.status.success(), "{}", r.stderr);
+        r.stdout
+    };
+    // Wireshark shows what is printed as the reason; nothing means valid.
+    assert!(check("tcp and inbound").contains("-Q in (or --direction in)"));
+    assert!(check("outbound").contains("-Q out"));
+    assert_eq!(check("tcp port 80 and not icmp"), "");
+    assert!(check("tcp port").contains("syntax error"));
+}

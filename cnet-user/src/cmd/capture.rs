@@ -126,6 +126,27 @@ pub fn open_output<'s>(opts: &CaptureOptions, os: &str) -> Result<Opened<'s>> {
     Ok(Opened { sink, live, watch })
 }
 
+/// libpcap's `inbound`/`outbound` need the direction of a live Linux
+/// handle, which cnet's filters (compiled as for a saved file) do not have:
+/// libpcap refuses them or emits a load cnet cannot translate. cnet filters
+/// direction itself, so say that instead.
+pub fn check_direction_words(filter: &str) -> anyhow::Result<()> {
+    let word = filter
+        // Words end at spaces, parentheses and operators; a host name such
+        // as inbound.example.com is not the keyword.
+        .split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '!' | '&' | '|'))
+        .find(|w| matches!(*w, "inbound" | "outbound"));
+    match word {
+        Some(w) => {
+            let d = if w == "inbound" { "in" } else { "out" };
+            anyhow::bail!(
+                "the filter word {w:?} is not available in cnet's filters: cnet filters direction itself with -Q {d} (or --direction {d}); remove {w:?} from the expression"
+            )
+        }
+        None => Ok(()),
+    }
+}
+
 /// Who output files belong to: the -Z user, else cnet's own user.
 pub fn output_owner(opts: &CaptureOptions) -> OutputOwner {
     let mut owner = match &opts.drop_to {

@@ -232,11 +232,13 @@ pub async fn run(args: &[String]) -> Result<()> {
     if !call.capture {
         // Filter validation: Wireshark shows what is printed as the reason
         // the filter is invalid; nothing printed means valid.
-        if !filter.is_empty()
-            && let Err(e) = cnet_filter::Filter::compile(filter, 65535)
-        {
-            // One line: a line break would start a protocol line of its own.
-            text::print_stdout(&format!("{}\n", field(&e.to_string())))?;
+        if !filter.is_empty() {
+            let checked = capture::check_direction_words(filter)
+                .and_then(|()| cnet_filter::Filter::compile(filter, 65535).map(drop).map_err(anyhow::Error::from));
+            if let Err(e) = checked {
+                // One line: a line break would start a protocol line of its own.
+                text::print_stdout(&format!("{}\n", field(&e.to_string())))?;
+            }
         }
         return Ok(());
     }
