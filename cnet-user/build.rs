@@ -94,7 +94,14 @@ fn add_cargo_bin_to_path() {
 /// toolchain is missing (aya-build's own errors are much less direct).
 fn check_toolchain() -> anyhow::Result<()> {
     const FIX: &str = "run `cargo xtask setup` (installs nightly + rust-src and bpf-linker)";
-    println!("cargo:rerun-if-env-changed=PATH");
+    // The linker found on PATH, not PATH itself, decides the object: PATH
+    // differs between shells, sudo, CI and xtask (each may prepend
+    // ~/.cargo/bin once more), and watching it re-ran aya-build and relinked
+    // cnet whenever the same build was started from another place.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(linker) = std::env::split_paths(&path).map(|d| d.join("bpf-linker")).find(|p| p.is_file()) {
+        println!("cargo:rerun-if-changed={}", linker.display());
+    }
     let linker_ok = Command::new("rustup")
         .args(["run", "nightly", "bpf-linker", "--version"])
         .output()
