@@ -206,13 +206,14 @@ fn the_image_captures_a_sibling_container_by_name_to_stdout() -> Result<()> {
     let netarg = format!("--network={}", net.name);
     let a = EngineContainer::docker("a", &[&netarg, "--ip", "10.219.1.11"])?;
     let b = EngineContainer::docker("b", &[&netarg, "--ip", "10.219.1.12"])?;
-    let mut cap = CnetContainer::start(&[], &["capture", "--container", &a.name, "-c", "20", "-w", "-"])?;
+    let mut cap = CnetContainer::start(&[], &["capture", "--container", &a.name, "-c", "20", "-w", "-", "icmp"])?;
     let mut stdout = cap.cnet().take_stdout().context("no stdout")?;
     let reader = std::thread::spawn(move || {
         let mut bytes = Vec::new();
         stdout.read_to_end(&mut bytes).map(|_| bytes)
     });
-    // 10 requests and 10 replies on a's veth: exactly the 20 packets asked.
+    // 10 requests and 10 replies on a's veth: exactly the 20 packets asked
+    // (the filter keeps ARP and IPv6 neighbour traffic out of the count).
     b.ping("10.219.1.11", 10)?;
     let r = cap.cnet().wait()?;
     ensure!(r.status.success(), "{}", r.stderr);
