@@ -288,7 +288,7 @@ pub fn report(dist: &Dist) -> Result<()> {
             name.starts_with('.').then(|| (name.to_string(), size))
         })
         .collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1));
     println!("  largest sections:");
     for (name, n) in rows.iter().take(5) {
         println!("    {name:<16} {:>6.2} MiB", mib(*n));
@@ -319,7 +319,7 @@ pub fn report(dist: &Dist) -> Result<()> {
         *by_crate.entry(crate_of(name)).or_default() += n;
     }
     let mut crates: Vec<(String, u64)> = by_crate.into_iter().collect();
-    crates.sort_by(|a, b| b.1.cmp(&a.1));
+    crates.sort_by_key(|r| std::cmp::Reverse(r.1));
     println!("  code by crate (estimate from `nm`, {:.1} MiB of functions):", mib(total));
     for (name, n) in crates.iter().take(10) {
         println!("    {name:<24} {:>6.2} MiB  {:>4.1}%", mib(*n), 100.0 * *n as f64 / total.max(1) as f64);
@@ -330,6 +330,10 @@ pub fn report(dist: &Dist) -> Result<()> {
 /// The crate a demangled symbol belongs to: its first path segment
 /// (`<tokio::… as …>::poll` -> tokio); C symbols (libpcap, musl) as "C".
 fn crate_of(symbol: &str) -> String {
+    // Drop glue belongs to the type it drops.
+    if let Some(inner) = symbol.strip_prefix("core::ptr::drop_in_place<") {
+        return crate_of(inner);
+    }
     let s = symbol.trim_start_matches(['<', '&', '*', ' ']).trim_start_matches("mut ").trim_start_matches("dyn ");
     match s.split_once("::") {
         Some((first, _)) if !first.contains([' ', '(', '<']) => first.to_string(),
