@@ -322,7 +322,7 @@ pub fn report(dist: &Dist) -> Result<()> {
     crates.sort_by_key(|r| std::cmp::Reverse(r.1));
     println!("  code by crate (estimate from `nm`, {:.1} MiB of functions):", mib(total));
     for (name, n) in crates.iter().take(10) {
-        println!("    {name:<24} {:>6.2} MiB  {:>4.1}%", mib(*n), 100.0 * *n as f64 / total.max(1) as f64);
+        println!("    {name:<28} {:>6.2} MiB  {:>4.1}%", mib(*n), 100.0 * *n as f64 / total.max(1) as f64);
     }
     Ok(())
 }
@@ -337,7 +337,7 @@ fn crate_of(symbol: &str) -> String {
     let s = symbol.trim_start_matches(['<', '&', '*', ' ']).trim_start_matches("mut ").trim_start_matches("dyn ");
     match s.split_once("::") {
         Some((first, _)) if !first.contains([' ', '(', '<']) => first.to_string(),
-        _ => "C (libpcap, musl) and other".to_string(),
+        _ => "C (libpcap, musl), other".to_string(),
     }
 }
 
