@@ -39,6 +39,8 @@ pub fn build(dist: &crate::dist::Dist) -> Result<String> {
     let revision = output(Command::new("git").args(["rev-parse", "--short", "HEAD"]).current_dir(&root))
         .unwrap_or_else(|_| "unknown".to_string());
     let tag = format!("cnet:{}", dist.version);
+    let id = |tag: &str| output(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", tag])).ok();
+    let previous = id(&tag);
     util::run(
         Command::new("docker")
             .arg("build")
@@ -49,5 +51,12 @@ pub fn build(dist: &crate::dist::Dist) -> Result<String> {
             .arg(&context),
     )
     .context("docker build failed; see the output above")?;
+    // The image this tag named before (an older binary) would stay behind
+    // untagged after every rebuild; a container still using it keeps it.
+    if let Some(old) = previous
+        && id(&tag).as_ref() != Some(&old)
+    {
+        let _ = Command::new("docker").args(["image", "rm", &old]).output();
+    }
     Ok(tag)
 }
