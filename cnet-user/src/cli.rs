@@ -16,7 +16,7 @@ use crate::pipeline::sinks::print::{Dump, PrintOptions, TimeFormat};
 use crate::pipeline::sinks::rotate::Rotation;
 
 #[derive(Debug, Parser)]
-#[command(name = "cnet", version, about = "Capture container network traffic by name, with eBPF", long_about = None)]
+#[command(name = "cnet", version = crate::version::string(), about = "Capture container network traffic by name, with eBPF", long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -17,3 +17,4 @@ pub mod model;
 pub mod pipeline;
 pub mod platform;
 pub mod text;
+pub mod version;

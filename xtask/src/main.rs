@@ -5,6 +5,7 @@
 //!   installs what the tests use (tshark, tcpdump, iproute2, ping, bpftool,
 //!   iperf3, chromium).
 //! - `build`: setup, then build the release cnet binary.
+//! - `dist`: the static release tarball; `image`: the OCI image of it.
 //! - `demo`: build cnet, make a throwaway lab of two "containers", capture
 //!   their traffic by name into demo.pcapng, remove the lab.
 //! - `test`: setup + test deps, clippy, then run every test.
@@ -12,7 +13,7 @@
 //! - `soak`: a long capture of restarting Docker containers.
 //!
 //! This file is the command line and its dispatch; each verb lives in its own
-//! module (`setup`, `cnet_build`, `demo`, `test`, `bench`, `soak`), and
+//! module (`setup`, `cnet_build`, `dist`, `image`, `demo`, `test`, `bench`, `soak`), and
 //! `util` holds the process helpers they share.
 
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod cnet_build;
 mod demo;
+mod dist;
+mod image;
 mod setup;
 mod soak;
 mod test;
@@ -44,6 +47,10 @@ enum Cmd {
     },
     /// Build the cnet binary (release) with its embedded eBPF object.
     Build,
+    /// Build the static release tarball in dist/ (musl, libpcap built in).
+    Dist,
+    /// Build the OCI image cnet:VERSION from the release binary (Docker).
+    Image,
     /// Capture a demo lab's traffic into demo.pcapng.
     Demo {
         /// Output file.
@@ -98,6 +105,8 @@ fn main() {
     let result = match cli.cmd {
         Cmd::Setup { test_deps } => setup::run(test_deps),
         Cmd::Build => cnet_build::run(),
+        Cmd::Dist => dist::run(),
+        Cmd::Image => image::run(),
         Cmd::Demo { output, seconds } => demo::run(&output, seconds),
         Cmd::Bench { quick, seconds, rounds, loads, latency } => {
             bench::run(&bench::Options { quick, seconds, rounds, loads, latency })

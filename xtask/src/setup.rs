@@ -37,6 +37,32 @@ pub fn run(test_deps: bool) -> Result<()> {
     Ok(())
 }
 
+/// What `cargo xtask dist` needs on top of `run`: the musl target for a
+/// static cnet, musl-gcc, flex and bison to build libpcap from its source,
+/// dpkg-source to unpack and verify that source. Idempotent.
+pub fn ensure_dist_tools() -> Result<()> {
+    ensure_packages(&[
+        ("musl-gcc", "musl-tools"),
+        ("flex", "flex"),
+        ("bison", "bison"),
+        ("dpkg-source", "dpkg-dev"),
+        ("make", "make"),
+        ("strip", "binutils"),
+    ])?;
+    ensure_rust_target(crate::dist::TARGET)
+}
+
+/// Adds a target to the default (stable) toolchain unless it is there.
+fn ensure_rust_target(target: &str) -> Result<()> {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if installed.lines().any(|l| l.trim() == target) {
+        return Ok(());
+    }
+    eprintln!("xtask: adding the {target} target");
+    util::run(Command::new("rustup").args(["target", "add", target]))
+        .with_context(|| format!("could not add the {target} target; run `rustup target add {target}`"))
+}
+
 fn ensure_nightly() -> Result<()> {
     if cmd_ok(Command::new("rustup").args(["run", "nightly", "rustc", "--version"])) {
         return Ok(());

@@ -23,8 +23,9 @@ use crate::pipeline::collect::Ring;
 use crate::platform::netlink::{CLSACT_EGRESS, CLSACT_INGRESS, Netlink, link_exists};
 use cnet_filter::{self as filter, Filter};
 
-/// The eBPF object built from `cnet-ebpf` by the build script.
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/cnet"));
+// The eBPF object built from `cnet-ebpf` by the build script; it lives beside
+// the hash that names it in `cnet --version`.
+use crate::version::EBPF_OBJECT;
 
 /// How programs are attached to tc hooks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -120,7 +120,8 @@ impl<W: Write> PcapngSink<W> {
             minor_version: 0,
             section_length: -1,
             options: vec![
-                SectionHeaderOption::UserApplication(Cow::Owned(format!("cnet {}", env!("CARGO_PKG_VERSION")))),
+                // The same words as `cnet --version`: which build, which eBPF object.
+                SectionHeaderOption::UserApplication(Cow::Owned(format!("cnet {}", crate::version::string()))),
                 SectionHeaderOption::OS(Cow::Owned(bound_text(os).into_owned())),
             ],
         };
