@@ -314,9 +314,12 @@ pub struct Dir {
     /// The path it was reached by (after any links that were followed).
     pub path: PathBuf,
     /// Whether only root (or cnet's own user) can change this folder and
-    /// every folder above it: then its entries are what they were when
+    /// what its path leads to: then its entries are what they were when
     /// looked at, and a link in it was put there by root.
     pub trusted: bool,
+    /// Whether no other user can change what this folder's path leads to
+    /// (though maybe its entries: /tmp is anchored, not trusted).
+    anchored: bool,
 }
 
 impl Dir {
@@ -324,18 +327,28 @@ impl Dir {
         let fd = open_path(Path::new("/"), libc::O_RDONLY | libc::O_DIRECTORY)?;
         let st = stat_of(fd.as_fd())?;
         let trusted = only_root_changes(&st);
-        Ok(Dir { fd, st, path: PathBuf::from("/"), trusted })
+        Ok(Dir { fd, st, path: PathBuf::from("/"), trusted, anchored: true })
     }
 
     fn child(&self, fd: OwnedFd, path: PathBuf) -> io::Result<Dir> {
         let st = stat_of(fd.as_fd())?;
-        let trusted = self.trusted && only_root_changes(&st);
-        Ok(Dir { fd, st, path, trusted })
+        // In a sticky folder (/tmp) only an entry's owner, the folder's
+        // owner and root can rename or remove the entry: a folder of root's
+        // there stays put however many users write beside it.
+        let sticky = self.st.st_mode & libc::S_ISVTX != 0;
+        let anchored = self.trusted || (self.anchored && sticky && owned_by_root(&st) && owned_by_root(&self.st));
+        let trusted = anchored && only_root_changes(&st);
+        Ok(Dir { fd, st, path, trusted, anchored })
     }
 }
 
 fn only_root_changes(st: &libc::stat) -> bool {
-    (st.st_uid == 0 || st.st_uid == euid()) && st.st_mode & 0o022 == 0
+    owned_by_root(st) && st.st_mode & 0o022 == 0
+}
+
+/// Owned by root or by cnet's own user.
+fn owned_by_root(st: &libc::stat) -> bool {
+    st.st_uid == 0 || st.st_uid == euid()
 }
 
 /// Links followed on one path at most, like the kernel's limit.
@@ -737,6 +750,15 @@ mod tests {
         let e = open_dir(&d.join("lx/y"), None).err().unwrap();
         assert!(is_refused(&e) && e.to_string().contains("is a symbolic link"), "{e}");
         assert!(open_dir(&d.join("nope"), None).is_err());
+        // A sticky folder that everyone writes to (as /tmp): a folder of
+        // root's in it is as trusted as its own mode says; the sticky folder
+        // itself is not, so a link directly in it is refused.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        std::fs::create_dir(d.join("r")).unwrap();
+        std::fs::set_permissions(d.join("r"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink(d.join("x"), d.join("r/lx")).unwrap();
+        assert!(open_dir(&d.join("r/lx/y"), None).unwrap().path.ends_with("x/y"));
+        assert!(is_refused(&open_dir(&d.join("lx/y"), None).err().unwrap()));
         std::fs::remove_dir_all(d).unwrap();
     }
 }
