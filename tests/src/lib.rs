@@ -391,6 +391,22 @@ impl Drop for TempDir {
     }
 }
 
+/// Asserts that tshark reads the whole file without complaint (exit 0, no
+/// "cut short" or "appears to be damaged") and returns its frame count.
+pub fn tshark_reads_cleanly(path: &Path) -> usize {
+    let out = Command::new("tshark")
+        .arg("-n")
+        .arg("-r")
+        .arg(path)
+        .args(["-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("running tshark");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tshark failed on {}: {err}", path.display());
+    assert!(!err.contains("cut short") && !err.contains("appears to be damaged"), "{}: {err}", path.display());
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
 /// Runs tshark on a file and returns one Vec of fields per packet.
 pub fn tshark_fields(file: &Path, filter: Option<&str>, fields: &[&str]) -> Result<Vec<Vec<String>>> {
     let mut cmd = Command::new("tshark");

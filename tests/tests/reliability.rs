@@ -7,16 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use cnet::codec::capture_file::read_file;
-use cnet_tests::{Cnet, Lab, TempDir, cnet_bin, cnet_output, hooked_programs, run, traffic, tshark_fields};
-
-/// tshark reads the whole file without complaint (no "cut short", exit 0).
-fn tshark_reads_cleanly(path: &std::path::Path) -> usize {
-    let out = Command::new("tshark").arg("-r").arg(path).args(["-T", "fields", "-e", "frame.number"]).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "tshark failed on {}: {err}", path.display());
-    assert!(!err.contains("cut short") && !err.contains("appears to be damaged"), "{err}");
-    String::from_utf8_lossy(&out.stdout).lines().count()
-}
+use cnet_tests::{
+    Cnet, Lab, TempDir, cnet_bin, cnet_output, hooked_programs, run, traffic, tshark_fields, tshark_reads_cleanly,
+};
 
 #[test]
 fn sigkill_mid_capture_leaves_a_file_readable_up_to_the_last_flush() {

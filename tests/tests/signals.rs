@@ -8,15 +8,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cnet_tests::{Cnet, Lab, TempDir, hooked_programs, tshark_fields};
+use cnet_tests::{Cnet, Lab, TempDir, hooked_programs, tshark_fields, tshark_reads_cleanly};
 
 /// Echo requests in a file that tshark reads without complaint (a file cut
 /// short makes tshark say so on stderr).
 fn echo_requests(file: &Path) -> usize {
-    let out = Command::new("tshark").arg("-n").arg("-r").arg(file).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "tshark on {}: {err}", file.display());
-    assert!(!err.contains("cut short") && !err.contains("appears to be damaged"), "{}: {err}", file.display());
+    tshark_reads_cleanly(file);
     tshark_fields(file, Some("icmp.type == 8"), &["frame.number"]).unwrap().len()
 }
 
