@@ -92,21 +92,20 @@ pub struct Opened<'s> {
 /// The sink `cnet capture` writes to.
 pub fn open_output<'s>(opts: &CaptureOptions, os: &str) -> Result<Opened<'s>> {
     let owner = output_owner(opts);
-    let (sink, live, watch): (Box<dyn Sink>, bool, Option<RawFd>) = match &opts.output {
-        Output::Print => {
-            let printer = Printer::with_options(io::BufWriter::new(io::stdout()), opts.print);
-            (Box::new(printer), true, pipe_fd(&io::stdout()))
+    let (sink, live, watch): (Box<dyn Sink>, bool, Option<RawFd>) = match (opts.output.stream(), &opts.output) {
+        (Some(to), _) => {
+            let Stream { file, live, watch } = open_stream(to, opts.file_mode, &owner)?;
+            let sink = PcapngSink::new(file, os).with_context(|| output_context(&opts.output))?;
+            (Box::new(sink), live, watch)
         }
-        Output::Rotate(r) => {
+        (None, Output::Rotate(r)) => {
             let sink =
                 RotatingSink::new_for(r.clone(), os, owner).with_context(|| format!("cannot write {}", r.pattern))?;
             (Box::new(sink), false, None)
         }
-        Output::File(_) | Output::Stdout => {
-            let to = opts.output.stream().context("a file or standard output")?;
-            let Stream { file, live, watch } = open_stream(to, opts.file_mode, &owner)?;
-            let sink = PcapngSink::new(file, os).with_context(|| output_context(&opts.output))?;
-            (Box::new(sink), live, watch)
+        (None, _) => {
+            let printer = Printer::with_options(io::BufWriter::new(io::stdout()), opts.print);
+            (Box::new(printer), true, pipe_fd(&io::stdout()))
         }
     };
     let sink: Box<dyn Sink + 's> = match opts.output {
